@@ -1,0 +1,225 @@
+"""FastAPI application: post events (one or a batch), read decisions, accounts, the policy pack, the audit.
+
+Event bodies are parsed by the same parser as `replay`, so the HTTP API and the CLI refuse exactly the same
+input with the same field paths; the OpenAPI schema still documents every event type.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from clearcircle import __version__
+from clearcircle.api.auth import require
+from clearcircle.events.schemas import EVENT_ADAPTER, EventError, parse_event
+from clearcircle.policy.pack import PackError, load_pack
+from clearcircle.service import Service
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+_EVENT_SCHEMA = EVENT_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
+
+
+def _event_body_spec(batch: bool) -> dict[str, Any]:
+    one = {k: v for k, v in _EVENT_SCHEMA.items() if k != "$defs"}
+    schema = {"type": "object", "required": ["events"],
+              "properties": {"events": {"type": "array", "items": one, "maxItems": 1000}}} if batch else one
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+class DecisionOut(BaseModel):
+    """A decision as on the wire (see EVENTS.md); `duplicate` says the id was already decided."""
+
+    event_id: str
+    verdict: str
+    rules: list[str]
+    shadow_rules: list[str]
+    signals: dict[str, Any]
+    evidence: list[dict[str, Any]]
+    pack_version: str
+    subject: str
+    actions: list[dict[str, Any]]
+    errors: list[str] = []
+    duplicate: bool = False
+
+
+class BatchOut(BaseModel):
+    decisions: list[DecisionOut]
+
+
+class PackFiles(BaseModel):
+    """A pack to validate: relative path -> file text (pack.yaml, rules/*.yaml, lists/*.txt)."""
+
+    files: dict[Annotated[str, Field(max_length=200)], Annotated[str, Field(max_length=2_000_000)]]
+
+
+def _error(status: int, message: str, errors: list[dict[str, str]] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"detail": message}
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status)
+
+
+async def _json(request: Request) -> Any:
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise HTTPException(413, f"request body over {MAX_BODY_BYTES} bytes")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EventError([{"field": "(body)", "message": f"invalid JSON: {exc}", "type": "json"}]) from None
+
+
+def create_app(service: Service) -> FastAPI:
+    app = FastAPI(title="ClearCircle", version=__version__,
+                  description="Governance engine against malicious marketing: events in, decisions out.")
+    app.state.service = service
+    integrator = require("integrator")
+    readers = require("integrator", "moderator", "admin")
+    moderator = require("moderator", "admin")
+    admin = require("admin")
+
+    @app.exception_handler(EventError)
+    async def _event_error(_request: Request, exc: EventError) -> JSONResponse:
+        return _error(422, "invalid event", exc.errors)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "type": e["type"]}
+                  for e in exc.errors()]
+        return _error(422, "invalid request", errors)
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next):  # noqa: ANN001, ANN202
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return _error(413, f"request body over {MAX_BODY_BYTES} bytes")
+        return await call_next(request)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "pack_version": service.pack.version}
+
+    @app.post("/v1/events", tags=["events"], response_model=DecisionOut,
+              openapi_extra=_event_body_spec(False))
+    async def post_event(request: Request, response: Response, _role: str = Depends(integrator)) -> DecisionOut:
+        """Decide one event. The same id again returns the first decision with `duplicate: true`."""
+        event = parse_event(await _json(request))
+        outcome = (await run_in_threadpool(service.pipeline.submit, [event]))[0]
+        return DecisionOut(**outcome.decision, duplicate=outcome.duplicate)
+
+    @app.post("/v1/events/batch", tags=["events"], response_model=BatchOut,
+              openapi_extra=_event_body_spec(True))
+    async def post_batch(request: Request, _role: str = Depends(integrator)) -> BatchOut:
+        """Decide up to `max_batch` events in order, atomically: one invalid event refuses the whole batch."""
+        data = await _json(request)
+        if not isinstance(data, dict) or not isinstance(data.get("events"), list):
+            raise EventError([{"field": "events", "message": "expected {\"events\": [...]}", "type": "type"}])
+        items = data["events"]
+        limit = service.settings.max_batch
+        if len(items) > limit:
+            raise EventError([{"field": "events", "message": f"at most {limit} events per batch", "type": "size"}])
+        events, errors = [], []
+        for i, item in enumerate(items):
+            try:
+                events.append(parse_event(item))
+            except EventError as exc:
+                errors += [{**e, "field": f"events.{i}.{e['field']}"} for e in exc.errors]
+        if errors:
+            raise EventError(errors)
+        outcomes = await run_in_threadpool(service.pipeline.submit, events)
+        return BatchOut(decisions=[DecisionOut(**o.decision, duplicate=o.duplicate) for o in outcomes])
+
+    @app.get("/v1/decisions/{event_id}", tags=["events"], response_model=DecisionOut)
+    def get_decision(event_id: str, _role: str = Depends(readers)) -> DecisionOut:
+        decision = service.store.decision(event_id)
+        if decision is None:
+            raise HTTPException(404, f"no decision for event {event_id!r}")
+        return DecisionOut(**decision, duplicate=False)
+
+    @app.get("/v1/accounts/{account_id}", tags=["accounts"])
+    def get_account(account_id: str, at: datetime | None = Query(None, description="RFC 3339; default now"),
+                    _role: str = Depends(moderator)) -> dict[str, Any]:
+        """The account's state at a moment (default now): expiry is computed, so past measures drop out."""
+        state = service.store.account_state(account_id)
+        if state is None:
+            raise HTTPException(404, f"unknown account {account_id!r}")
+        if at is not None and at.tzinfo is None:
+            raise HTTPException(422, "`at` needs a time-zone offset")
+        at_ms = int((at or datetime.now().astimezone()).timestamp() * 1000)
+        return {"view": state.view(at_ms).model_dump(), "state": state.model_dump(exclude={"friends"})}
+
+    @app.get("/v1/accounts/{account_id}/history", tags=["accounts"])
+    def get_history(account_id: str, limit: int = Query(100, ge=1, le=1000),
+                    _role: str = Depends(moderator)) -> dict[str, Any]:
+        """Decisions about the account and every change made to its state, newest first."""
+        return {"account": account_id, **service.store.account_history(account_id, limit)}
+
+    @app.get("/v1/policy", tags=["policy"])
+    def get_policy(_role: str = Depends(moderator)) -> dict[str, Any]:
+        pack = service.pack
+        return {
+            "name": pack.name,
+            "version": pack.version,
+            "settings": pack.settings.model_dump(),
+            "rules": [{**r.spec.model_dump(exclude={"action"}), "action": r.action.model_dump(),
+                       "file": r.file, "line": r.line} for r in pack.rules],
+        }
+
+    @app.post("/v1/policy/validate", tags=["policy"])
+    def validate_policy(pack: PackFiles, _role: str = Depends(admin)) -> dict[str, Any]:
+        """Validate a pack sent as files, without loading it: every problem with file, line and rule."""
+        root = Path(tempfile.mkdtemp(prefix="cc-pack-"))
+        try:
+            for rel, text in pack.files.items():
+                target = (root / rel).resolve()
+                if root.resolve() not in target.parents or not rel.endswith((".yaml", ".yml", ".txt")):
+                    raise HTTPException(422, f"bad pack file name {rel!r}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+            try:
+                loaded = load_pack(root)
+            except PackError as exc:
+                return {"valid": False, "problems": [vars(p) for p in exc.problems]}
+            return {"valid": True, "version": loaded.version, "rules": len(loaded.rules), "problems": []}
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    @app.get("/v1/audit/verify", tags=["audit"])
+    def audit_verify(_role: str = Depends(admin)) -> dict[str, Any]:
+        checked, findings = service.store.verify_audit()
+        return {"ok": not findings, "rows": checked, "findings": [{"seq": f.seq, "problem": f.problem}
+                                                                  for f in findings]}
+
+    @app.get("/v1/signals", tags=["policy"])
+    def list_signals(_role: str = Depends(readers)) -> list[dict[str, Any]]:
+        """Every registered signal: what rule conditions may name."""
+        return [{"name": s.name, "version": s.version, "reads": sorted(s.reads),
+                 "type": getattr(s.type, "__name__", str(s.type)), "description": s.description}
+                for s in service.pipeline.registry]
+
+    _extend_openapi(app)
+    return app
+
+
+def _extend_openapi(app: FastAPI) -> None:
+    """Put the event models into components, so the hand-parsed event routes are fully documented."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(_EVENT_SCHEMA.get("$defs", {}))
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,295 @@
+"""`clearcircle` commands: serve, replay, policy check, audit verify, db upgrade, keys, bench.
+
+Every failure is a message and an exit code (1: a check failed; 2: bad input or usage), never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from clearcircle.config import Settings
+from clearcircle.events.schemas import Event, EventError, parse_event, parse_event_json
+from clearcircle.policy.pack import PackError, builtin_pack_path, load_pack
+from clearcircle.service import Service, open_service
+from clearcircle.store.db import StoreError
+from clearcircle.store.repository import ROLES, Store
+
+app = typer.Typer(help="ClearCircle: a governance engine against malicious marketing.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+policy_app = typer.Typer(help="Policy packs.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+db_app = typer.Typer(help="The database.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+app.add_typer(audit_app, name="audit")
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+
+console = Console()
+err = Console(stderr=True)
+DbOpt = Annotated[str | None, typer.Option("--db", help="database URL (default: sqlite:///clearcircle.db)")]
+PackOpt = Annotated[Path | None, typer.Option("--pack", help="policy pack folder (default: built-in)")]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _settings(db: str | None = None, pack: Path | None = None) -> Settings:
+    settings = Settings()
+    if db:
+        settings.db_url = db
+    if pack:
+        settings.pack = pack
+    return settings
+
+
+def _service(db: str | None, pack: Path | None = None) -> Service:
+    try:
+        return open_service(_settings(db, pack))
+    except PackError as exc:
+        raise _fail(f"invalid policy pack:\n{exc}") from None
+    except (StoreError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    except Exception as exc:  # driver errors (unreachable server, bad credentials)
+        raise _fail(f"cannot open the store: {exc.__class__.__name__}: {exc}") from None
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000, db: DbOpt = None, pack: PackOpt = None) -> None:
+    """Run the HTTP API (migrates the store; creates an admin key on first start)."""
+    import uvicorn
+
+    from clearcircle.api.app import create_app
+
+    service = _service(db, pack)
+    if not service.store.list_keys():
+        key, secret = service.store.create_key("admin", "bootstrap")
+        path = Path("clearcircle-admin.key")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secret + "\n")
+        console.print(f"first start: admin key {key.id} written to {path.resolve()} (create others with "
+                      "`clearcircle keys create`)")
+    console.print(f"pack {service.pack.name} {service.pack.version[:19]}…, store {service.store.engine.url!r}")
+    uvicorn.run(create_app(service), host=host, port=port, log_level="info")
+
+
+def _read_events(path: Path, skip_invalid: bool) -> list[Event]:
+    events: list[Event] = []
+    problems: list[str] = []
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise _fail(f"cannot read {path}: {exc.strerror}") from None
+    with fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                events.append(parse_event_json(line))
+            except EventError as exc:
+                problems.append(f"{path}:{lineno}: {exc}")
+    if problems and not skip_invalid:
+        shown = "\n".join(problems[:20]) + (f"\n… and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise _fail(f"{len(problems)} invalid event(s), nothing stored:\n{shown}")
+    for line in problems:
+        err.print(f"[yellow]skipped[/yellow] {line}", highlight=False)
+    return events
+
+
+@app.command()
+def replay(
+    events_file: Annotated[Path, typer.Argument(metavar="EVENTS.jsonl", help="one event per line")],
+    out: Annotated[Path | None, typer.Option("--out", help="write one decision line per event here")] = None,
+    db: DbOpt = None,
+    pack: PackOpt = None,
+    batch: Annotated[int, typer.Option(min=1, max=10_000, help="events per transaction")] = 500,
+    skip_invalid: Annotated[bool, typer.Option(help="skip invalid lines instead of refusing the file")] = False,
+) -> None:
+    """Decide every event of a JSONL file in order; the file is refused whole if any line is invalid."""
+    events = _read_events(events_file, skip_invalid)
+    service = _service(db, pack)
+    verdicts: Counter[str] = Counter()
+    rules: Counter[str] = Counter()
+    shadow: Counter[str] = Counter()
+    duplicates = 0
+    started = time.perf_counter()
+    sink = out.open("wb") if out else None
+    try:
+        with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=err, disable=not err.is_terminal) as progress:
+            task = progress.add_task("replay", total=len(events))
+            for i in range(0, len(events), batch):
+                chunk = events[i : i + batch]
+                for outcome in service.pipeline.submit(chunk):
+                    d = outcome.decision
+                    duplicates += outcome.duplicate
+                    verdicts[d["verdict"]] += 1
+                    rules.update(d["rules"])
+                    shadow.update(d["shadow_rules"])
+                    if sink:
+                        line = {k: d[k] for k in ("event_id", "verdict", "rules", "shadow_rules", "signals")}
+                        sink.write(orjson.dumps(line) + b"\n")
+                progress.advance(task, len(chunk))
+    finally:
+        if sink:
+            sink.close()
+        service.close()
+    seconds = time.perf_counter() - started
+    table = Table(title=f"{len(events)} events in {seconds:.1f}s ({len(events) / max(seconds, 1e-9):,.0f}/s), "
+                        f"{duplicates} already decided")
+    table.add_column("verdict / rule")
+    table.add_column("count", justify="right")
+    for name, count in sorted(verdicts.items(), key=lambda kv: -kv[1]):
+        table.add_row(f"[bold]{name}[/bold]", str(count))
+    for name, count in rules.most_common():
+        table.add_row(f"  rule {name}", str(count))
+    for name, count in shadow.most_common():
+        table.add_row(f"  shadow {name}", str(count))
+    console.print(table)
+
+
+@app.command()
+def decide(event_json: Annotated[str, typer.Argument(help="one event as JSON, or - for stdin")],
+           db: DbOpt = None, pack: PackOpt = None) -> None:
+    """Decide one event and print its decision."""
+    raw = sys.stdin.read() if event_json == "-" else event_json
+    try:
+        event = parse_event_json(raw)
+    except EventError as exc:
+        raise _fail(f"invalid event: {exc}") from None
+    service = _service(db, pack)
+    try:
+        outcome = service.pipeline.submit([event])[0]
+    finally:
+        service.close()
+    sys.stdout.write(orjson.dumps(outcome.decision, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+@policy_app.command("check")
+def policy_check(pack: Annotated[Path | None, typer.Argument(help="pack folder (default: built-in)")] = None) -> None:
+    """Validate a policy pack; every problem with file, line and rule. Exit 1 if invalid."""
+    path = pack or builtin_pack_path()
+    try:
+        loaded = load_pack(path)
+    except PackError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]✗[/red] {problem}", highlight=False)
+        raise typer.Exit(1) from None
+    table = Table(title=f"{loaded.name} {loaded.version}")
+    for col in ("rule", "norm", "events", "action", "mode"):
+        table.add_column(col)
+    for rule in loaded.rules:
+        table.add_row(rule.id, rule.spec.norm.spec, ", ".join(rule.spec.events), rule.action.type, rule.spec.mode)
+    console.print(table)
+    console.print(f"[green]✓[/green] {len(loaded.rules)} rules valid")
+
+
+@audit_app.command("verify")
+def audit_verify(db: DbOpt = None) -> None:
+    """Check the audit hash chain; names every edited, deleted or reordered row. Exit 1 if broken."""
+    store = Store(_settings(db).db_url)
+    try:
+        checked, findings = store.verify_audit()
+    except Exception as exc:  # a missing table or unreachable server is a usage error, not a broken chain
+        raise _fail(f"cannot read the audit log: {exc.__class__.__name__}: {exc}") from None
+    finally:
+        store.close()
+    for finding in findings:
+        err.print(f"[red]✗[/red] {finding}", highlight=False)
+    if findings:
+        raise typer.Exit(1)
+    console.print(f"[green]✓[/green] audit chain intact: {checked} rows")
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOpt = None) -> None:
+    """Create or migrate the schema to the newest revision."""
+    try:
+        store = Store(_settings(db).db_url)
+        store.upgrade()
+    except Exception as exc:
+        raise _fail(f"upgrade failed: {exc.__class__.__name__}: {exc}") from None
+    console.print("[green]✓[/green] schema up to date")
+
+
+@keys_app.command("create")
+def keys_create(role: Annotated[str, typer.Option(help=f"one of {', '.join(ROLES)}")],
+                name: Annotated[str, typer.Option(help="who or what uses the key")], db: DbOpt = None) -> None:
+    """Create an API key; the secret is printed once (stdout) and only its hash is stored."""
+    if role not in ROLES:
+        raise _fail(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+    service = _service(db)
+    key, secret = service.store.create_key(role, name)
+    err.print(f"created key {key.id} ({role}, {name})")
+    print(secret)
+
+
+@keys_app.command("list")
+def keys_list(db: DbOpt = None) -> None:
+    """List keys (never their secrets)."""
+    service = _service(db)
+    table = Table()
+    for col in ("id", "role", "name", "created", "revoked"):
+        table.add_column(col)
+    for k in service.store.list_keys():
+        created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.created_ms / 1000))
+        revoked = time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.revoked_ms / 1000)) if k.revoked_ms else ""
+        table.add_row(k.id, k.role, k.name, created, revoked)
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, db: DbOpt = None) -> None:
+    """Revoke a key; it stops working at once."""
+    service = _service(db)
+    if not service.store.revoke_key(key_id):
+        raise _fail(f"no active key {key_id!r}", 1)
+    console.print(f"revoked {key_id}")
+
+
+@app.command()
+def bench(events: Annotated[int, typer.Option(min=1000)] = 100_000, db: DbOpt = None,
+          batch: Annotated[int, typer.Option(min=1)] = 500) -> None:
+    """Replay a generated mix through the whole path, persistence included, and print events/s."""
+    from clearcircle.synthetic import generate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = db or f"sqlite:///{tmp}/bench.db"
+        settings = _settings(url)
+        settings.key_file = Path(tmp) / "bench.key"
+        service = open_service(settings)
+        started = time.perf_counter()
+        parsed = [parse_event(e) for e in generate(events)]
+        parse_s = time.perf_counter() - started
+        verdicts: Counter[str] = Counter()
+        decide_started = time.perf_counter()
+        for i in range(0, len(parsed), batch):
+            for outcome in service.pipeline.submit(parsed[i : i + batch]):
+                verdicts[outcome.decision["verdict"]] += 1
+        decide_s = time.perf_counter() - decide_started
+        service.close()
+    total = parse_s + decide_s
+    console.print(f"events: {len(parsed)}  batch: {batch}  store: {'sqlite (temp file)' if not db else db}")
+    console.print(f"parse+validate: {len(parsed) / parse_s:,.0f} events/s")
+    console.print(f"decide+persist: {len(parsed) / decide_s:,.0f} events/s")
+    console.print(f"[bold]end to end: {len(parsed) / total:,.0f} events/s[/bold] ({total:.1f}s)")
+    console.print("verdicts: " + ", ".join(f"{k}={v}" for k, v in verdicts.most_common()))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

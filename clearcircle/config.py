@@ -1,0 +1,33 @@
+"""Settings from the environment (CLEARCIRCLE_*), with embedded defaults: a SQLite file and the built-in pack."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DB_URL = "sqlite:///clearcircle.db"
+DEFAULT_KEY_FILE = "clearcircle.key"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLEARCIRCLE_", extra="ignore")
+    db_url: str = DEFAULT_DB_URL
+    pack: Path | None = None  # a pack folder; None: the built-in operating-norms pack
+    hash_key: str | None = None  # keyed-hash secret for identifiers; else read/created in key_file
+    key_file: Path = Path(DEFAULT_KEY_FILE)
+    max_batch: int = 1000
+
+
+def identifier_key(settings: Settings) -> bytes:
+    """The secret for hashing phones/devices/payments: from the environment, or a file made once (0600)."""
+    if settings.hash_key:
+        return settings.hash_key.encode()
+    path = settings.key_file
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()

@@ -1,0 +1,183 @@
+"""The one registry of enforcement actions, each a function (state, request) -> changes.
+
+Applying an action is idempotent: a measure only ever extends (a later end, or permanent), a strike is
+keyed by its source event and rule, so applying the same request twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from clearcircle.enforcement.state import DAY_MS, AccountState, Measure, Strike
+from clearcircle.policy.decision import AppliedAction
+
+DEFAULT_DAYS = {"limit_reach": 7.0, "restrict": 7.0, "suspend": 7.0}
+
+
+@dataclass(frozen=True)
+class Request:
+    """A concrete action on one account (from a rule, the strike ladder or a moderator)."""
+
+    action: str
+    account: str
+    rule: str
+    source: str
+    at_ms: int
+    days: float | None = None
+    feature: str | None = None
+    label: str | None = None
+    strike: bool = False
+    strike_days: float = 90.0
+
+    def until(self, default_days: float | None) -> int | None:
+        days = self.days if self.days is not None else default_days
+        return None if days is None else self.at_ms + int(days * DAY_MS)
+
+
+ActionFn = Callable[[AccountState, Request], list[AppliedAction]]
+ACTIONS: dict[str, ActionFn] = {}
+
+
+def action(name: str) -> Callable[[ActionFn], ActionFn]:
+    def wrap(fn: ActionFn) -> ActionFn:
+        if name in ACTIONS:
+            raise ValueError(f"action {name!r} registered twice")
+        ACTIONS[name] = fn
+        return fn
+
+    return wrap
+
+
+def _extends(current: Measure | None, until: int | None) -> bool:
+    """Would a measure ending at `until` lengthen `current`? (None ends never.)"""
+    if current is None or current.until_ms is not None and current.until_ms <= current.since_ms:
+        return True
+    if current.until_ms is None:
+        return False
+    return until is None or until > current.until_ms
+
+
+def _measure(req: Request, until: int | None, current: Measure | None) -> Measure:
+    since = current.since_ms if current is not None and current.until_ms != current.since_ms else req.at_ms
+    return Measure(since_ms=min(since, req.at_ms), until_ms=until, source=req.source, rule=req.rule)
+
+
+def _changed(req: Request, name: str, **detail: object) -> list[AppliedAction]:
+    return [AppliedAction(account=req.account, action=name, rule=req.rule, detail=detail)]
+
+
+MAX_STRIKES = 100  # beyond the top of any ladder; keeps state and look-ups bounded
+
+
+def _add_strike(state: AccountState, req: Request) -> list[AppliedAction]:
+    if not req.strike or (state.ban is not None and state.ban.active(req.at_ms)):
+        return []  # a banned account has nothing left to escalate to
+    if any(s.source == req.source and s.rule == req.rule for s in state.strikes):
+        return []
+    expires = req.at_ms + int(req.strike_days * DAY_MS)
+    live = [s for s in state.strikes if s.expires_ms > req.at_ms]  # decayed strikes are dropped
+    state.strikes = live[-(MAX_STRIKES - 1):]
+    state.strikes.append(Strike(source=req.source, rule=req.rule, at_ms=req.at_ms, expires_ms=expires))
+    return _changed(req, "strike", expires_ms=expires)
+
+
+@action("label")
+def _label(state: AccountState, req: Request) -> list[AppliedAction]:
+    name = req.label or req.rule
+    until = req.until(None)
+    out: list[AppliedAction] = []
+    current = state.labels.get(name)
+    if current is None or not current.active(req.at_ms) or _extends(current, until):
+        state.labels[name] = _measure(req, until, current if current and current.active(req.at_ms) else None)
+        out = _changed(req, "label", label=name, until_ms=until)
+    return out + _add_strike(state, req)
+
+
+@action("limit_reach")
+def _limit_reach(state: AccountState, req: Request) -> list[AppliedAction]:
+    until = req.until(DEFAULT_DAYS["limit_reach"])
+    out: list[AppliedAction] = []
+    if state.reach_limit is None or not state.reach_limit.active(req.at_ms) or _extends(state.reach_limit, until):
+        active = state.reach_limit if state.reach_limit and state.reach_limit.active(req.at_ms) else None
+        state.reach_limit = _measure(req, until, active)
+        out = _changed(req, "limit_reach", until_ms=until)
+    return out + _add_strike(state, req)
+
+
+@action("remove")
+def _remove(state: AccountState, req: Request) -> list[AppliedAction]:
+    # the content itself is removed by the platform on the verdict; the account keeps a strike
+    return _add_strike(state, req)
+
+
+@action("review")
+def _review(state: AccountState, req: Request) -> list[AppliedAction]:
+    return _changed(req, "case_opened") + _add_strike(state, req)
+
+
+@action("restrict")
+def _restrict(state: AccountState, req: Request) -> list[AppliedAction]:
+    feature = req.feature or "post"
+    until = req.until(DEFAULT_DAYS["restrict"])
+    current = state.restrictions.get(feature)
+    out: list[AppliedAction] = []
+    if current is None or not current.active(req.at_ms) or _extends(current, until):
+        active = current if current and current.active(req.at_ms) else None
+        state.restrictions[feature] = _measure(req, until, active)
+        out = _changed(req, "restrict", feature=feature, until_ms=until)
+    return out + _add_strike(state, req)
+
+
+@action("suspend")
+def _suspend(state: AccountState, req: Request) -> list[AppliedAction]:
+    until = req.until(DEFAULT_DAYS["suspend"])
+    out: list[AppliedAction] = []
+    current = state.suspension
+    if current is None or not current.active(req.at_ms) or _extends(current, until):
+        active = current if current and current.active(req.at_ms) else None
+        state.suspension = _measure(req, until, active)
+        out = _changed(req, "suspend", until_ms=until)
+    return out + _add_strike(state, req)
+
+
+@action("ban")
+def _ban(state: AccountState, req: Request) -> list[AppliedAction]:
+    out: list[AppliedAction] = []
+    if state.ban is None or not state.ban.active(req.at_ms):
+        state.ban = Measure(since_ms=req.at_ms, until_ms=None, source=req.source, rule=req.rule)
+        out = _changed(req, "ban")
+    return out + _add_strike(state, req)
+
+
+def _end(measure: Measure | None, at_ms: int) -> Measure | None:
+    if measure is None or not measure.active(at_ms):
+        return None
+    return measure.model_copy(update={"until_ms": max(at_ms, measure.since_ms)})
+
+
+@action("lift")
+def _lift(state: AccountState, req: Request) -> list[AppliedAction]:
+    """End every active measure (a moderator's release); strikes stay, they decay on their own."""
+    lifted: list[str] = []
+    for attr in ("ban", "suspension", "reach_limit"):
+        ended = _end(getattr(state, attr), req.at_ms)
+        if ended is not None:
+            setattr(state, attr, ended)
+            lifted.append(attr)
+    for group, prefix in ((state.restrictions, "restriction:"), (state.labels, "label:")):
+        for key, measure in list(group.items()):
+            ended = _end(measure, req.at_ms)
+            if ended is not None:
+                group[key] = ended
+                lifted.append(prefix + key)
+    return _changed(req, "lift", lifted=lifted) if lifted else []
+
+
+def apply(state: AccountState, req: Request) -> list[AppliedAction]:
+    """Apply one request to the state in place; returns what actually changed (empty if nothing)."""
+    try:
+        fn = ACTIONS[req.action]
+    except KeyError:
+        raise ValueError(f"unknown action {req.action!r}; known: {', '.join(sorted(ACTIONS))}") from None
+    return fn(state, req)

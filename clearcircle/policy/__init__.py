@@ -1,0 +1,1 @@
+"""Policy packs: rule files, the condition language and their evaluation."""

@@ -1,0 +1,82 @@
+"""Evaluating a pack's rules for one event: which fire, in which mode, the verdict and the actions asked for.
+
+Policy decides and never touches the database: it reads signal values (lazily) and returns requests that
+enforcement applies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from clearcircle.policy.decision import Evidence
+from clearcircle.policy.expr import ConditionRuntimeError
+from clearcircle.policy.pack import Pack, Rule
+from clearcircle.policy.rules import Action
+from clearcircle.policy.verdicts import strongest
+from clearcircle.signals.context import SignalValues
+from clearcircle.signals.text import text_hits
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    """Enforcement is asked to apply `action` to `account` because `rule` fired on `source`."""
+
+    account: str
+    action: Action
+    rule: str
+    source: str
+    at_ms: int
+
+
+@dataclass
+class Evaluation:
+    verdict: str
+    fired: list[Rule] = field(default_factory=list)
+    shadow: list[Rule] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+    requests: list[ActionRequest] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def subject_of(rule: Rule, event: Any) -> str | None:
+    """The account a rule acts on: the actor, or an account named in the body."""
+    if rule.spec.subject == "actor":
+        return event.actor
+    return getattr(event.body, rule.spec.subject, None)
+
+
+def _evidence(rule: Rule, values: SignalValues) -> list[Evidence]:
+    out = [Evidence(rule=rule.id, signal=name, value=values[name]) for name in sorted(rule.condition.names)]
+    if any(name.startswith("text.") for name in rule.condition.names):
+        hits = text_hits(values.ctx)
+        wanted = {fh.hit.category for fh in hits} & rule.condition.strings
+        for fh in hits:
+            if not wanted or fh.hit.category in wanted:
+                out.append(Evidence(rule=rule.id, signal="text.evidence", field=fh.field,
+                                    span=(fh.hit.start, fh.hit.end), text=fh.hit.text, category=fh.hit.category))
+    return out
+
+
+def evaluate(pack: Pack, values: SignalValues) -> Evaluation:
+    """Run every rule of the pack that reads this event type; enforce-mode hits set the verdict."""
+    event = values.ctx.event
+    result = Evaluation(verdict="allow")
+    for rule in pack.by_event.get(event.type, ()):
+        try:
+            hit = rule.condition.evaluate(values)
+        except ConditionRuntimeError as exc:
+            result.errors.append(f"{rule.id}: {exc}")
+            continue
+        if not hit:
+            continue
+        result.evidence.extend(_evidence(rule, values))
+        if rule.spec.mode == "shadow":
+            result.shadow.append(rule)
+            continue
+        result.fired.append(rule)
+        account = subject_of(rule, event)
+        if account is not None:
+            result.requests.append(ActionRequest(account, rule.action, rule.id, event.id, values.ctx.at_ms))
+    result.verdict = strongest([r.action.type for r in result.fired])
+    return result

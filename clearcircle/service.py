@@ -1,0 +1,33 @@
+"""Wiring the core from settings: the one way the faces (API, CLI) get a store, a pack and a pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clearcircle.config import Settings, identifier_key
+from clearcircle.pipeline import Pipeline
+from clearcircle.policy.pack import Pack, builtin_pack_path, load_pack
+from clearcircle.store.repository import Store
+
+
+@dataclass
+class Service:
+    settings: Settings
+    store: Store
+    pack: Pack
+    pipeline: Pipeline
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_service(settings: Settings | None = None, *, migrate: bool = True) -> Service:
+    """Open the store (migrating it unless told not to), load the pack, build the pipeline."""
+    settings = settings or Settings()
+    store = Store(settings.db_url)
+    if migrate:
+        store.upgrade()
+    else:
+        store.check()
+    pack = load_pack(settings.pack or builtin_pack_path())
+    return Service(settings, store, pack, Pipeline(store, pack, identifier_key(settings)))

@@ -1,0 +1,1 @@
+"""Signals: facts computed from an event and its context (text, counters, graph, registry) that rules read."""

@@ -1,0 +1,70 @@
+"""What a signal may read for one event: the event, account views, counters and registry look-ups.
+
+Values are computed lazily and memoised: a rule that never reads `text.*` never pays for the text pass,
+and the decision records exactly the values the rules used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from clearcircle.enforcement.state import AccountView
+from clearcircle.events.schemas import Event
+from clearcircle.signals.registry import SignalRegistry
+
+
+class CounterReader(Protocol):
+    """Sliding-window counts; the event being decided is already counted."""
+
+    def count(self, key: str, name: str, since_ms: int, until_ms: int, distinct: bool = False) -> int: ...
+
+
+class Lookups(Protocol):
+    """Registry look-ups a signal may make (read-only)."""
+
+    def account(self, account_id: str, at_ms: int) -> AccountView: ...
+
+    def linked_accounts(self, account_id: str) -> list[tuple[str, str]]:
+        """(kind, other account) pairs sharing a hashed identifier with this account."""
+        ...
+
+
+@dataclass
+class SignalContext:
+    event: Event
+    at_ms: int
+    counters: CounterReader
+    lookups: Lookups
+    resources: Mapping[str, Any]  # pack resources, e.g. the lexicon
+    memo: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def actor(self) -> AccountView:
+        if "_actor" not in self.memo:
+            self.memo["_actor"] = self.lookups.account(self.event.actor, self.at_ms)
+        return self.memo["_actor"]
+
+
+class SignalValues(Mapping[str, Any]):
+    """A lazy mapping name -> value over the registry, for one event; remembers what was read."""
+
+    def __init__(self, registry: SignalRegistry, ctx: SignalContext) -> None:
+        self._registry = registry
+        self.ctx = ctx
+        self.used: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self.used:
+            return self.used[name]
+        spec = self._registry[name]
+        value = spec.fn(self.ctx) if spec.applies_to(self.ctx.event.type) else None
+        self.used[name] = value
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.used)
+
+    def __len__(self) -> int:
+        return len(self.used)

@@ -1,0 +1,94 @@
+"""Sliding-window counters per account: friend requests, posts, shares, pushes, follows, reports received.
+
+A counter is defined once here (which events hit it, keyed by which account, counting what member); the
+windowed signals read it through the CounterReader interface, so the SQLite-backed default and a Redis
+implementation are interchangeable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from clearcircle.events.schemas import Event
+from clearcircle.signals.context import SignalContext
+from clearcircle.signals.registry import REGISTRY
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+
+@dataclass(frozen=True)
+class CounterDef:
+    name: str
+    event_types: frozenset[str]
+    key: Callable[[Event], str]  # whose counter: usually the actor
+    member: Callable[[Event], str]  # what distinct() counts: usually the event itself
+
+
+def item_key(item: str) -> str:
+    """A bounded counter key for a shared item (items may be long URLs)."""
+    return "item:" + hashlib.sha256(item.encode()).hexdigest()[:32]
+
+
+def _actor(e: Event) -> str:
+    return e.actor
+
+
+def _event_id(e: Event) -> str:
+    return e.id
+
+
+COUNTERS: dict[str, CounterDef] = {
+    c.name: c
+    for c in (
+        CounterDef("friend_requests", frozenset({"friend_request"}), _actor, lambda e: e.body.target),
+        CounterDef("posts", frozenset({"post_created"}), _actor, _event_id),
+        CounterDef("shares", frozenset({"share"}), _actor, lambda e: e.body.item),
+        CounterDef("pushes", frozenset({"message_push"}), _actor, _event_id),
+        CounterDef("follows", frozenset({"follow"}), _actor, lambda e: e.body.target),
+        CounterDef("referrals", frozenset({"referral"}), _actor, lambda e: e.body.referee),
+        CounterDef("reports_received", frozenset({"report"}), lambda e: e.body.target, _actor),
+        CounterDef("complaints_received", frozenset({"buyer_complaint"}), lambda e: e.body.seller, _actor),
+        CounterDef("item_shares", frozenset({"share"}), lambda e: item_key(e.body.item), _actor),
+    )
+}
+_BY_TYPE: dict[str, list[CounterDef]] = {}
+for _c in COUNTERS.values():
+    for _t in _c.event_types:
+        _BY_TYPE.setdefault(_t, []).append(_c)
+MAX_WINDOW_MS = 30 * DAY_MS
+
+
+def hits_for(event: Event) -> list[tuple[str, str, str]]:
+    """(key, counter name, member) for each counter this event increments."""
+    return [(c.key(event), c.name, c.member(event)) for c in _BY_TYPE.get(event.type, ())]
+
+
+def _windowed(counter: str, window_ms: int, label: str, description: str, distinct: bool = False) -> None:
+    definition = COUNTERS[counter]
+
+    def compute(ctx: SignalContext) -> int:
+        key = definition.key(ctx.event)
+        return ctx.counters.count(key, counter, ctx.at_ms - window_ms, ctx.at_ms, distinct=distinct)
+
+    REGISTRY.register_fn(f"counters.{counter}_{label}", compute, version=1, reads=definition.event_types,
+                         type=int, description=description)
+
+
+_windowed("friend_requests", HOUR_MS, "1h", "friend requests sent in the last hour")
+_windowed("friend_requests", DAY_MS, "1d", "friend requests sent in the last 24 hours")
+_windowed("friend_requests", DAY_MS, "targets_1d", "distinct people asked in the last 24 hours", True)
+_windowed("posts", HOUR_MS, "1h", "posts in the last hour")
+_windowed("posts", DAY_MS, "1d", "posts in the last 24 hours")
+_windowed("shares", HOUR_MS, "1h", "shares in the last hour")
+_windowed("shares", DAY_MS, "1d", "shares in the last 24 hours")
+_windowed("pushes", DAY_MS, "1d", "message pushes in the last 24 hours")
+_windowed("pushes", 30 * DAY_MS, "30d", "message pushes in the last 30 days")
+_windowed("follows", HOUR_MS, "1h", "follows in the last hour")
+_windowed("referrals", 30 * DAY_MS, "30d", "referrals made in the last 30 days")
+_windowed("reports_received", 7 * DAY_MS, "7d", "distinct reporters of the target in 7 days", True)
+_windowed("complaints_received", 30 * DAY_MS, "30d", "distinct buyers complaining of the seller in 30 days",
+          True)
+_windowed("item_shares", HOUR_MS, "1h", "shares of the same item by anyone in the last hour")

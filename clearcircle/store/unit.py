@@ -1,0 +1,273 @@
+"""A unit of work: everything one batch of events reads and writes, committed in one transaction.
+
+It prefetches what the batch needs (earlier decisions, account states, counter windows) in a few queries,
+serves signals from memory, and writes events, decisions, state, counters, cases and audit rows together:
+all of them or none, so a crash never leaves a decision without its actions or its audit entry.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Iterable
+from operator import itemgetter
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from clearcircle.audit.chain import GENESIS, row_hash
+from clearcircle.enforcement.state import AccountState, AccountView
+from clearcircle.store import tables as t
+
+_CHUNK = 500
+
+
+def _chunks(items: list[Any], size: int = _CHUNK) -> Iterable[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _upsert(conn: Connection, table: Any, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    if not rows:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table)
+    cols = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
+    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=cols), rows)
+
+
+def _insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Plain bulk insert through the driver: the hot path skips SQLAlchemy's per-row parameter work."""
+    if not rows:
+        return
+    cols = list(rows[0])
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
+    conn.exec_driver_sql(sql, list(map(itemgetter(*cols), rows)))
+
+
+def _insert_new(conn: Connection, table: Any, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    if not rows:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(table).on_conflict_do_nothing(index_elements=keys), rows)
+
+
+class WorkingSet:
+    """What units of work read (account states, counter windows, identifier links), kept between units.
+
+    It is only reused while this process is the only writer: the audit head it saw after its own last
+    commit must still be the head when the next unit starts (every write appends to the audit chain), so a
+    commit by any other process or connection empties it. Bounded: it empties itself when it grows large.
+    """
+
+    MAX_ACCOUNTS = 200_000
+    MAX_HITS = 2_000_000
+
+    def __init__(self) -> None:
+        self.head: str | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        self.head = None
+        self.accounts: dict[str, AccountState] = {}
+        self.windows: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
+        self.loaded_since: dict[str, int] = {}
+        self.links_by_pair: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.links_by_account: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        self.links_loaded: set[str] = set()
+        self.pairs_loaded: set[tuple[str, str]] = set()
+        self.hits = 0
+
+    def too_big(self) -> bool:
+        return len(self.accounts) > self.MAX_ACCOUNTS or self.hits > self.MAX_HITS
+
+
+class UnitOfWork:
+    """Reads for signals (CounterReader, Lookups) and buffered writes for one batch."""
+
+    def __init__(self, conn: Connection, ws: WorkingSet | None = None) -> None:
+        self.conn = conn
+        self.ws = ws = ws or WorkingSet()
+        self.accounts = ws.accounts
+        self.windows = ws.windows
+        self.links_by_pair = ws.links_by_pair
+        self.links_by_account = ws.links_by_account
+        self.dirty: set[str] = set()
+        self.decided: dict[str, bytes] = {}
+        self.event_rows: list[dict[str, Any]] = []
+        self.decision_rows: list[dict[str, Any]] = []
+        self.hit_rows: list[dict[str, Any]] = []
+        self.link_rows: list[dict[str, Any]] = []
+        self.case_rows: list[dict[str, Any]] = []
+        self.audit: list[tuple[int, str, str, str]] = []  # at_ms, kind, subject, payload
+
+    # -- prefetch -------------------------------------------------------------------------------------
+    def prefetch(self, event_ids: list[str], account_ids: set[str], counter_keys: set[str], since_ms: int) -> None:
+        for chunk in _chunks(event_ids):
+            rows = self.conn.execute(
+                select(t.decisions.c.event_id, t.decisions.c.payload).where(t.decisions.c.event_id.in_(chunk))
+            )
+            self.decided.update((r.event_id, r.payload.encode()) for r in rows)
+        self._load_accounts(account_ids)
+        since_of = self.ws.loaded_since
+        keys = sorted(k for k in counter_keys if since_of.get(k, since_ms + 1) > since_ms)
+        for key in keys:  # (re)load from the new bound: drop what was there
+            for name in [n for (k, n) in self.windows if k == key] if key in since_of else ():
+                del self.windows[(key, name)]
+        for chunk in _chunks(keys):
+            rows = self.conn.execute(
+                select(t.counter_hits.c.key, t.counter_hits.c.name, t.counter_hits.c.at_ms, t.counter_hits.c.member)
+                .where(t.counter_hits.c.key.in_(chunk), t.counter_hits.c.at_ms >= since_ms)
+            )
+            touched = set()
+            for r in rows:
+                self.windows[(r.key, r.name)].append((r.at_ms, r.member))
+                touched.add((r.key, r.name))
+                self.ws.hits += 1
+            for pair in touched:
+                self.windows[pair].sort()
+        since_of.update(dict.fromkeys(keys, since_ms))
+
+    def _load_accounts(self, ids: Iterable[str]) -> None:
+        missing = sorted(set(ids) - self.accounts.keys())
+        for chunk in _chunks(missing):
+            for r in self.conn.execute(select(t.accounts.c.id, t.accounts.c.state).where(t.accounts.c.id.in_(chunk))):
+                self.accounts[r.id] = AccountState.model_validate_json(r.state)
+        for account_id in missing:
+            self.accounts.setdefault(account_id, AccountState(account_id=account_id))
+
+    # -- reads (signals) ------------------------------------------------------------------------------
+    def state(self, account_id: str) -> AccountState:
+        if account_id not in self.accounts:
+            self._load_accounts([account_id])
+        return self.accounts[account_id]
+
+    def touch(self, account_id: str) -> AccountState:
+        """The state, marked to be written back."""
+        self.dirty.add(account_id)
+        return self.state(account_id)
+
+    def account(self, account_id: str, at_ms: int) -> AccountView:
+        return self.state(account_id).view(at_ms)
+
+    def count(self, key: str, name: str, since_ms: int, until_ms: int, distinct: bool = False) -> int:
+        if self.ws.loaded_since.get(key, since_ms + 1) > since_ms:
+            self.prefetch([], set(), {key}, since_ms)
+        window = self.windows.get((key, name), [])
+        lo = bisect.bisect_right(window, (since_ms, "\U0010ffff"))
+        hi = bisect.bisect_right(window, (until_ms, "\U0010ffff"))
+        if not distinct:
+            return hi - lo
+        return len({member for _at, member in window[lo:hi]})
+
+    def linked_accounts(self, account_id: str) -> list[tuple[str, str]]:
+        self.prefetch_links([], [account_id])
+        out = {(kind, other) for kind, value in self.links_by_account.get(account_id, ())
+               for other in self.links_by_pair.get((kind, value), ()) if other != account_id}
+        return sorted(out)
+
+    def prefetch_links(self, pairs: list[tuple[str, str]], accounts: list[str]) -> None:
+        """Load identifier links by value and by account, so ban-evasion look-ups run from memory."""
+        new_accounts = sorted(set(accounts) - self.ws.links_loaded)
+        for chunk in _chunks(new_accounts):
+            rows = self.conn.execute(select(t.identity_links.c.kind, t.identity_links.c.value_hash)
+                                     .where(t.identity_links.c.account.in_(chunk)))
+            for r in rows:
+                pairs.append((r.kind, r.value_hash))
+        self.ws.links_loaded.update(new_accounts)
+        for chunk in _chunks(sorted(set(pairs) - self.ws.pairs_loaded)):
+            self.ws.pairs_loaded.update(chunk)
+            rows = self.conn.execute(
+                select(t.identity_links.c.kind, t.identity_links.c.value_hash, t.identity_links.c.account)
+                .where(tuple_(t.identity_links.c.kind, t.identity_links.c.value_hash).in_(chunk))
+            )
+            for r in rows:
+                self._index_link(r.kind, r.value_hash, r.account)
+
+    def _index_link(self, kind: str, value_hash: str, account_id: str) -> None:
+        self.links_by_pair[(kind, value_hash)].add(account_id)
+        self.links_by_account[account_id].add((kind, value_hash))
+
+    # -- writes ---------------------------------------------------------------------------------------
+    def record_hit(self, key: str, name: str, at_ms: int, event_id: str, member: str) -> None:
+        if key not in self.ws.loaded_since:
+            self.prefetch([], set(), {key}, at_ms - 31 * 86_400_000)
+        self.ws.hits += 1
+        bisect.insort(self.windows[(key, name)], (at_ms, member))
+        self.hit_rows.append({"key": key, "name": name, "event_id": event_id, "at_ms": at_ms, "member": member})
+
+    def link(self, kind: str, value_hash: str, account_id: str, at_ms: int) -> None:
+        self.prefetch_links([(kind, value_hash)], [account_id])
+        self._index_link(kind, value_hash, account_id)
+        self.link_rows.append({"kind": kind, "value_hash": value_hash, "account": account_id, "linked_ms": at_ms})
+
+    def add_event(self, row: dict[str, Any]) -> None:
+        self.event_rows.append(row)
+
+    def add_decision(self, row: dict[str, Any]) -> None:
+        self.decision_rows.append(row)
+        self.decided[row["event_id"]] = row["payload"].encode()
+
+    def add_case(self, row: dict[str, Any]) -> None:
+        self.case_rows.append(row)
+
+    def add_audit(self, at_ms: int, kind: str, subject: str, payload: str) -> None:
+        self.audit.append((at_ms, kind, subject, payload))
+
+    def flush(self, now_ms: int) -> tuple[str, str]:
+        """Write everything buffered; the caller's transaction makes it atomic. Returns the audit head
+        (before, after) this unit's rows."""
+        conn = self.conn
+        _insert(conn, t.events, self.event_rows)
+        _insert(conn, t.decisions, self.decision_rows)
+        _insert(conn, t.counter_hits, self.hit_rows)
+        _insert_new(conn, t.identity_links, self.link_rows, ["kind", "value_hash", "account"])
+        if self.case_rows:
+            conn.execute(t.cases.insert(), self.case_rows)
+        states = [self.accounts[a] for a in sorted(self.dirty)]
+        _upsert(conn, t.accounts, [
+            {"id": s.account_id, "account_type": s.account_type, "registered_ms": s.registered_ms,
+             "updated_ms": now_ms, "state": s.model_dump_json()} for s in states
+        ], ["id"])
+        heads = append_audit(conn, self.audit)
+        self.event_rows, self.decision_rows, self.hit_rows, self.link_rows, self.case_rows = [], [], [], [], []
+        self.audit, self.dirty = [], set()
+        return heads
+
+
+def read_head(conn: Connection) -> str | None:
+    return conn.execute(select(t.audit_head.c.hash).where(t.audit_head.c.id == 1)).scalar_one_or_none()
+
+
+def append_audit(conn: Connection, entries: list[tuple[int, str, str, str]]) -> tuple[str, str]:
+    """Chain and append audit rows; the head row is locked so concurrent writers serialise.
+    Returns the head hash before and after."""
+    head_q = select(t.audit_head.c.seq, t.audit_head.c.hash).where(t.audit_head.c.id == 1)
+    if conn.dialect.name == "postgresql":
+        head_q = head_q.with_for_update()
+    head = conn.execute(head_q).first()
+    if head is None:
+        _insert_new(conn, t.audit_head, [{"id": 1, "seq": 0, "hash": GENESIS}], ["id"])
+        head = conn.execute(head_q).first()
+    seq, prev = head.seq, head.hash
+    before = prev
+    if not entries:
+        return before, before
+    rows = []
+    for at_ms, kind, subject, payload in entries:
+        seq += 1
+        digest = row_hash(prev, at_ms, kind, subject, payload)
+        rows.append({"seq": seq, "at_ms": at_ms, "kind": kind, "subject": subject, "payload": payload,
+                     "prev_hash": prev, "hash": digest})
+        prev = digest
+    _insert(conn, t.audit, rows)
+    conn.execute(update(t.audit_head).where(t.audit_head.c.id == 1).values(seq=seq, hash=prev))
+    return before, prev
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
