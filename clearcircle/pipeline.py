@@ -6,6 +6,7 @@ enforcement -> store. The faces (API, CLI) call `Pipeline.submit` and nothing be
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections.abc import Sequence
@@ -29,6 +30,16 @@ from clearcircle.store.repository import Store, now_ms
 from clearcircle.store.unit import UnitOfWork, WorkingSet, dumps
 
 _SUBJECT_FIELDS = ("target", "seller", "referee", "item_owner")
+
+
+@functools.cache
+def _fields_of(body_type: type) -> tuple[str, ...]:
+    return tuple(f for f in _SUBJECT_FIELDS if f in body_type.model_fields)
+
+
+def _subject_fields(event: Event) -> tuple[str, ...]:
+    """Body fields naming another account (target, seller, ...) that are set on this event."""
+    return tuple(f for f in _fields_of(type(event.body)) if getattr(event.body, f) is not None)
 
 
 @dataclass(frozen=True)
@@ -73,7 +84,7 @@ class Pipeline:
                     registering.append(e.actor)
                     pairs += [(f, v) for f in HASHED_FIELDS if (v := getattr(e.body, f))]
                 accounts.add(e.actor)
-                accounts.update(v for f in _SUBJECT_FIELDS if isinstance(v := getattr(e.body, f, None), str))
+                accounts.update(getattr(e.body, f) for f in _subject_fields(e))
                 keys.update(k for k, _n, _m in hits_for(e))
             since = min((to_ms(e) for e in events), default=0) - MAX_WINDOW_MS
             uow.prefetch([e.id for e in events], accounts, keys, since)
@@ -146,7 +157,7 @@ class Pipeline:
             "actions": [c.model_dump(mode="json") for c in changes],
             "errors": evaluation.errors,
         }
-        text = dumps(payload)
+        text = orjson.dumps(payload).decode()  # insertion order kept: a re-read equals what is returned
         uow.add_event({"id": event.id, "type": event.type, "actor": event.actor, "occurred_ms": at_ms,
                        "received_ms": now_ms(), "payload": event.model_dump_json()})
         uow.add_decision({"event_id": event.id, "verdict": verdict, "subject": subject,

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -18,9 +19,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from clearcircle.config import Settings
-from clearcircle.events.schemas import Event, EventError, parse_event, parse_event_json
+from clearcircle.events.schemas import Event, EventError, parse_event_json
 from clearcircle.policy.pack import PackError, builtin_pack_path, load_pack
 from clearcircle.service import Service, open_service
 from clearcircle.store.db import StoreError
@@ -43,8 +45,13 @@ DbOpt = Annotated[str | None, typer.Option("--db", help="database URL (default: 
 PackOpt = Annotated[Path | None, typer.Option("--pack", help="policy pack folder (default: built-in)")]
 
 
+def _say(mark: tuple[str, str], message: str, console: Console | None = None) -> None:
+    """Print a message that may hold user text (rule ids, file contents): never parsed as Rich markup."""
+    (console or err).print(Text.assemble(mark, " ", message), highlight=False)
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    _say(("error:", "red"), message)
     return typer.Exit(code)
 
 
@@ -84,31 +91,55 @@ def serve(host: str = "127.0.0.1", port: int = 8000, db: DbOpt = None, pack: Pac
             fh.write(secret + "\n")
         console.print(f"first start: admin key {key.id} written to {path.resolve()} (create others with "
                       "`clearcircle keys create`)")
-    console.print(f"pack {service.pack.name} {service.pack.version[:19]}…, store {service.store.engine.url!r}")
+    _say(("pack", "bold"), f"{service.pack.name} {service.pack.version[:19]}…, store {service.store.engine.url!r}",
+         console)
     uvicorn.run(create_app(service), host=host, port=port, log_level="info")
 
 
-def _read_events(path: Path, skip_invalid: bool) -> list[Event]:
-    events: list[Event] = []
-    problems: list[str] = []
+def _open(path: Path):  # noqa: ANN202
     try:
-        fh = path.open("rb")
+        return path.open("rb")
     except OSError as exc:
         raise _fail(f"cannot read {path}: {exc.strerror}") from None
-    with fh:
+
+
+def _scan_events(path: Path, skip_invalid: bool) -> tuple[int, set[int]]:
+    """First pass: validate every line without storing anything. Returns (valid events, bad line numbers).
+
+    Replay reads the file twice rather than holding it in memory, so a month of events replays in flat memory.
+    """
+    valid, bad, problems = 0, set(), []
+    with _open(path) as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                events.append(parse_event_json(line))
+                parse_event_json(line)
+                valid += 1
             except EventError as exc:
+                bad.add(lineno)
                 problems.append(f"{path}:{lineno}: {exc}")
     if problems and not skip_invalid:
         shown = "\n".join(problems[:20]) + (f"\n… and {len(problems) - 20} more" if len(problems) > 20 else "")
         raise _fail(f"{len(problems)} invalid event(s), nothing stored:\n{shown}")
     for line in problems:
-        err.print(f"[yellow]skipped[/yellow] {line}", highlight=False)
-    return events
+        _say(("skipped", "yellow"), line)
+    return valid, bad
+
+
+def _read_batches(path: Path, bad: set[int], size: int) -> Iterator[list[Event]]:
+    """Second pass: the valid events in file order, `size` at a time."""
+    batch: list[Event] = []
+    with _open(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if lineno in bad or not line.strip():
+                continue
+            batch.append(parse_event_json(line))
+            if len(batch) >= size:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
 
 
 @app.command()
@@ -121,7 +152,7 @@ def replay(
     skip_invalid: Annotated[bool, typer.Option(help="skip invalid lines instead of refusing the file")] = False,
 ) -> None:
     """Decide every event of a JSONL file in order; the file is refused whole if any line is invalid."""
-    events = _read_events(events_file, skip_invalid)
+    total, bad = _scan_events(events_file, skip_invalid)
     service = _service(db, pack)
     verdicts: Counter[str] = Counter()
     rules: Counter[str] = Counter()
@@ -132,9 +163,8 @@ def replay(
     try:
         with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=err, disable=not err.is_terminal) as progress:
-            task = progress.add_task("replay", total=len(events))
-            for i in range(0, len(events), batch):
-                chunk = events[i : i + batch]
+            task = progress.add_task("replay", total=total)
+            for chunk in _read_batches(events_file, bad, batch):
                 for outcome in service.pipeline.submit(chunk):
                     d = outcome.decision
                     duplicates += outcome.duplicate
@@ -150,7 +180,7 @@ def replay(
             sink.close()
         service.close()
     seconds = time.perf_counter() - started
-    table = Table(title=f"{len(events)} events in {seconds:.1f}s ({len(events) / max(seconds, 1e-9):,.0f}/s), "
+    table = Table(title=f"{total} events in {seconds:.1f}s ({total / max(seconds, 1e-9):,.0f}/s), "
                         f"{duplicates} already decided")
     table.add_column("verdict / rule")
     table.add_column("count", justify="right")
@@ -188,7 +218,7 @@ def policy_check(pack: Annotated[Path | None, typer.Argument(help="pack folder (
         loaded = load_pack(path)
     except PackError as exc:
         for problem in exc.problems:
-            err.print(f"[red]✗[/red] {problem}", highlight=False)
+            _say(("✗", "red"), str(problem))
         raise typer.Exit(1) from None
     table = Table(title=f"{loaded.name} {loaded.version}")
     for col in ("rule", "norm", "events", "action", "mode"):
@@ -210,7 +240,7 @@ def audit_verify(db: DbOpt = None) -> None:
     finally:
         store.close()
     for finding in findings:
-        err.print(f"[red]✗[/red] {finding}", highlight=False)
+        _say(("✗", "red"), str(finding))
     if findings:
         raise typer.Exit(1)
     console.print(f"[green]✓[/green] audit chain intact: {checked} rows")
@@ -235,7 +265,7 @@ def keys_create(role: Annotated[str, typer.Option(help=f"one of {', '.join(ROLES
         raise _fail(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
     service = _service(db)
     key, secret = service.store.create_key(role, name)
-    err.print(f"created key {key.id} ({role}, {name})")
+    _say(("created key", "green"), f"{key.id} ({role}, {name})")
     print(secret)
 
 
@@ -249,7 +279,7 @@ def keys_list(db: DbOpt = None) -> None:
     for k in service.store.list_keys():
         created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.created_ms / 1000))
         revoked = time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.revoked_ms / 1000)) if k.revoked_ms else ""
-        table.add_row(k.id, k.role, k.name, created, revoked)
+        table.add_row(k.id, k.role, Text(k.name), created, revoked)
     console.print(table)
 
 
@@ -259,7 +289,7 @@ def keys_revoke(key_id: str, db: DbOpt = None) -> None:
     service = _service(db)
     if not service.store.revoke_key(key_id):
         raise _fail(f"no active key {key_id!r}", 1)
-    console.print(f"revoked {key_id}")
+    _say(("revoked", "green"), key_id, console)
 
 
 @app.command()
@@ -274,7 +304,9 @@ def bench(events: Annotated[int, typer.Option(min=1000)] = 100_000, db: DbOpt = 
         settings.key_file = Path(tmp) / "bench.key"
         service = open_service(settings)
         started = time.perf_counter()
-        parsed = [parse_event(e) for e in generate(events)]
+        lines = [orjson.dumps(e) for e in generate(events)]  # the replay path: JSONL lines in
+        started = time.perf_counter()
+        parsed = [parse_event_json(line) for line in lines]
         parse_s = time.perf_counter() - started
         verdicts: Counter[str] = Counter()
         decide_started = time.perf_counter()

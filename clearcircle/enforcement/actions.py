@@ -49,18 +49,17 @@ def action(name: str) -> Callable[[ActionFn], ActionFn]:
     return wrap
 
 
-def _extends(current: Measure | None, until: int | None) -> bool:
-    """Would a measure ending at `until` lengthen `current`? (None ends never.)"""
-    if current is None or current.until_ms is not None and current.until_ms <= current.since_ms:
-        return True
-    if current.until_ms is None:
-        return False
-    return until is None or until > current.until_ms
+def _extended(current: Measure | None, req: Request, until: int | None) -> Measure | None:
+    """The measure after asking for one that ends at `until` (None: never), or None if that changes nothing.
 
-
-def _measure(req: Request, until: int | None, current: Measure | None) -> Measure:
-    since = current.since_ms if current is not None and current.until_ms != current.since_ms else req.at_ms
-    return Measure(since_ms=min(since, req.at_ms), until_ms=until, source=req.source, rule=req.rule)
+    Measures only ever lengthen: a request ending sooner than the active measure leaves it as it is; an
+    ended measure is replaced, starting now.
+    """
+    active = current if current is not None and current.active(req.at_ms) else None
+    if active is not None and (active.until_ms is None or (until is not None and until <= active.until_ms)):
+        return None
+    since = active.since_ms if active is not None else req.at_ms
+    return Measure(since_ms=since, until_ms=until, source=req.source, rule=req.rule)
 
 
 def _changed(req: Request, name: str, **detail: object) -> list[AppliedAction]:
@@ -87,9 +86,8 @@ def _label(state: AccountState, req: Request) -> list[AppliedAction]:
     name = req.label or req.rule
     until = req.until(None)
     out: list[AppliedAction] = []
-    current = state.labels.get(name)
-    if current is None or not current.active(req.at_ms) or _extends(current, until):
-        state.labels[name] = _measure(req, until, current if current and current.active(req.at_ms) else None)
+    if (measure := _extended(state.labels.get(name), req, until)) is not None:
+        state.labels[name] = measure
         out = _changed(req, "label", label=name, until_ms=until)
     return out + _add_strike(state, req)
 
@@ -98,9 +96,8 @@ def _label(state: AccountState, req: Request) -> list[AppliedAction]:
 def _limit_reach(state: AccountState, req: Request) -> list[AppliedAction]:
     until = req.until(DEFAULT_DAYS["limit_reach"])
     out: list[AppliedAction] = []
-    if state.reach_limit is None or not state.reach_limit.active(req.at_ms) or _extends(state.reach_limit, until):
-        active = state.reach_limit if state.reach_limit and state.reach_limit.active(req.at_ms) else None
-        state.reach_limit = _measure(req, until, active)
+    if (measure := _extended(state.reach_limit, req, until)) is not None:
+        state.reach_limit = measure
         out = _changed(req, "limit_reach", until_ms=until)
     return out + _add_strike(state, req)
 
@@ -120,11 +117,9 @@ def _review(state: AccountState, req: Request) -> list[AppliedAction]:
 def _restrict(state: AccountState, req: Request) -> list[AppliedAction]:
     feature = req.feature or "post"
     until = req.until(DEFAULT_DAYS["restrict"])
-    current = state.restrictions.get(feature)
     out: list[AppliedAction] = []
-    if current is None or not current.active(req.at_ms) or _extends(current, until):
-        active = current if current and current.active(req.at_ms) else None
-        state.restrictions[feature] = _measure(req, until, active)
+    if (measure := _extended(state.restrictions.get(feature), req, until)) is not None:
+        state.restrictions[feature] = measure
         out = _changed(req, "restrict", feature=feature, until_ms=until)
     return out + _add_strike(state, req)
 
@@ -133,10 +128,8 @@ def _restrict(state: AccountState, req: Request) -> list[AppliedAction]:
 def _suspend(state: AccountState, req: Request) -> list[AppliedAction]:
     until = req.until(DEFAULT_DAYS["suspend"])
     out: list[AppliedAction] = []
-    current = state.suspension
-    if current is None or not current.active(req.at_ms) or _extends(current, until):
-        active = current if current and current.active(req.at_ms) else None
-        state.suspension = _measure(req, until, active)
+    if (measure := _extended(state.suspension, req, until)) is not None:
+        state.suspension = measure
         out = _changed(req, "suspend", until_ms=until)
     return out + _add_strike(state, req)
 
@@ -144,8 +137,8 @@ def _suspend(state: AccountState, req: Request) -> list[AppliedAction]:
 @action("ban")
 def _ban(state: AccountState, req: Request) -> list[AppliedAction]:
     out: list[AppliedAction] = []
-    if state.ban is None or not state.ban.active(req.at_ms):
-        state.ban = Measure(since_ms=req.at_ms, until_ms=None, source=req.source, rule=req.rule)
+    if (measure := _extended(state.ban, req, None)) is not None:
+        state.ban = measure
         out = _changed(req, "ban")
     return out + _add_strike(state, req)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Union
 
-import orjson
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -137,7 +136,13 @@ class Event(_Model):
     @field_validator("occurred_at")
     @classmethod
     def _to_utc(cls, value: datetime) -> datetime:
-        return value.astimezone(UTC)
+        try:
+            utc = value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("timestamp out of range") from None
+        if not 1970 <= utc.year <= 2200:  # stored as epoch milliseconds; anything else is a client bug
+            raise ValueError("timestamp must be between 1970 and 2200")
+        return utc
 
     def wire(self) -> dict[str, Any]:
         """The event as it goes on the wire and into the store (JSON-ready, UTC timestamp)."""
@@ -195,7 +200,9 @@ def _from_validation(exc: ValidationError) -> EventError:
     errors = []
     for err in exc.errors(include_url=False, include_input=False):
         message = err["msg"]
-        if err["type"] == "union_tag_invalid":
+        if err["type"] == "json_invalid":
+            field, message = "(event)", f"invalid JSON: {err.get('ctx', {}).get('error', message)}"
+        elif err["type"] == "union_tag_invalid":
             message = f"unknown event type; expected one of: {', '.join(EVENT_TYPES)}"
             field = "type"
         elif err["type"] == "union_tag_not_found":
@@ -218,12 +225,11 @@ def parse_event(data: Any) -> Event:
 
 
 def parse_event_json(raw: bytes | str) -> Event:
-    """Decode and validate one JSON text (a request body or a JSONL line)."""
+    """Decode and validate one JSON text (a request body or a JSONL line) in one pass (pydantic-core)."""
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise EventError([{"field": "(event)", "message": f"invalid JSON: {exc}", "type": "json"}]) from None
-    return parse_event(data)
+        return EVENT_ADAPTER.validate_json(raw)
+    except ValidationError as exc:
+        raise _from_validation(exc) from None
 
 
 def utc_now() -> datetime:

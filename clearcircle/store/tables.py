@@ -61,11 +61,10 @@ counter_hits = Table(
     metadata,
     Column("key", String(256), primary_key=True),
     Column("name", String(64), primary_key=True),
+    Column("at_ms", BigInteger, primary_key=True),  # the key order serves window scans: no second index
     Column("event_id", String(128), primary_key=True),
-    Column("at_ms", BigInteger, nullable=False),
     Column("member", String(128), nullable=False),
 )
-Index("ix_counter_hits_window", counter_hits.c.key, counter_hits.c.name, counter_hits.c.at_ms)
 
 cases = Table(
     "cases",

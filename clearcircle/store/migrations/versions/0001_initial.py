@@ -66,11 +66,10 @@ def upgrade() -> None:
         "counter_hits",
         sa.Column("key", sa.String(256), primary_key=True),
         sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("at_ms", sa.BigInteger, primary_key=True),
         sa.Column("event_id", sa.String(128), primary_key=True),
-        sa.Column("at_ms", sa.BigInteger, nullable=False),
         sa.Column("member", sa.String(128), nullable=False),
     )
-    op.create_index("ix_counter_hits_window", "counter_hits", ["key", "name", "at_ms"])
     op.create_table(
         "cases",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
