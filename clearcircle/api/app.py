@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 import orjson
@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from clearcircle import __version__
 from clearcircle.api.auth import require
-from clearcircle.events.schemas import EVENT_ADAPTER, EventError, parse_event
+from clearcircle.events.schemas import EVENT_ADAPTER, EventError, parse_event, parse_event_json
 from clearcircle.policy.pack import PackError, load_pack
 from clearcircle.service import Service
 
@@ -29,10 +29,10 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 _EVENT_SCHEMA = EVENT_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
 
 
-def _event_body_spec(batch: bool) -> dict[str, Any]:
+def _event_body_spec(batch: bool, max_batch: int = 1000) -> dict[str, Any]:
     one = {k: v for k, v in _EVENT_SCHEMA.items() if k != "$defs"}
     schema = {"type": "object", "required": ["events"],
-              "properties": {"events": {"type": "array", "items": one, "maxItems": 1000}}} if batch else one
+              "properties": {"events": {"type": "array", "items": one, "maxItems": max_batch}}} if batch else one
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
@@ -70,13 +70,50 @@ def _error(status: int, message: str, errors: list[dict[str, str]] | None = None
 
 
 async def _json(request: Request) -> Any:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise HTTPException(413, f"request body over {MAX_BODY_BYTES} bytes")
     try:
-        return orjson.loads(raw)
+        return orjson.loads(await request.body())
     except orjson.JSONDecodeError as exc:
-        raise EventError([{"field": "(body)", "message": f"invalid JSON: {exc}", "type": "json"}]) from None
+        raise EventError([{"field": "(event)", "message": f"invalid JSON: {exc}", "type": "json"}]) from None
+
+
+class BodyLimit:
+    """ASGI middleware refusing bodies over `limit` bytes with 413: by the content-length header, or, for a
+    chunked upload that has none, by reading the body (up to the limit) before the app sees it."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        refuse = _error(413, f"request body over {self.limit} bytes")
+        length = dict(scope.get("headers", ())).get(b"content-length")
+        if length is not None:  # the server holds the body to this length
+            if length.isdigit() and int(length) > self.limit:
+                return await refuse(scope, receive, send)
+            return await self.app(scope, receive, send)
+        chunks, seen, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # client went away
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > self.limit:
+                return await refuse(scope, receive, send)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
 
 
 def create_app(service: Service) -> FastAPI:
@@ -98,12 +135,7 @@ def create_app(service: Service) -> FastAPI:
                   for e in exc.errors()]
         return _error(422, "invalid request", errors)
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next):  # noqa: ANN001, ANN202
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return _error(413, f"request body over {MAX_BODY_BYTES} bytes")
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
@@ -113,12 +145,12 @@ def create_app(service: Service) -> FastAPI:
               openapi_extra=_event_body_spec(False))
     async def post_event(request: Request, response: Response, _role: str = Depends(integrator)) -> DecisionOut:
         """Decide one event. The same id again returns the first decision with `duplicate: true`."""
-        event = parse_event(await _json(request))
+        event = parse_event_json(await request.body())
         outcome = (await run_in_threadpool(service.pipeline.submit, [event]))[0]
         return DecisionOut(**outcome.decision, duplicate=outcome.duplicate)
 
     @app.post("/v1/events/batch", tags=["events"], response_model=BatchOut,
-              openapi_extra=_event_body_spec(True))
+              openapi_extra=_event_body_spec(True, service.settings.max_batch))
     async def post_batch(request: Request, _role: str = Depends(integrator)) -> BatchOut:
         """Decide up to `max_batch` events in order, atomically: one invalid event refuses the whole batch."""
         data = await _json(request)
@@ -139,14 +171,20 @@ def create_app(service: Service) -> FastAPI:
         outcomes = await run_in_threadpool(service.pipeline.submit, events)
         return BatchOut(decisions=[DecisionOut(**o.decision, duplicate=o.duplicate) for o in outcomes])
 
-    @app.get("/v1/decisions/{event_id}", tags=["events"], response_model=DecisionOut)
+    @app.get("/v1/decisions/{event_id:path}", tags=["events"], response_model=DecisionOut)
     def get_decision(event_id: str, _role: str = Depends(readers)) -> DecisionOut:
         decision = service.store.decision(event_id)
         if decision is None:
             raise HTTPException(404, f"no decision for event {event_id!r}")
         return DecisionOut(**decision, duplicate=False)
 
-    @app.get("/v1/accounts/{account_id}", tags=["accounts"])
+    @app.get("/v1/accounts/{account_id:path}/history", tags=["accounts"])
+    def get_history(account_id: str, limit: int = Query(100, ge=1, le=1000),
+                    _role: str = Depends(moderator)) -> dict[str, Any]:
+        """Decisions about the account and every change made to its state, newest first."""
+        return {"account": account_id, **service.store.account_history(account_id, limit)}
+
+    @app.get("/v1/accounts/{account_id:path}", tags=["accounts"])
     def get_account(account_id: str, at: datetime | None = Query(None, description="RFC 3339; default now"),
                     _role: str = Depends(moderator)) -> dict[str, Any]:
         """The account's state at a moment (default now): expiry is computed, so past measures drop out."""
@@ -157,12 +195,6 @@ def create_app(service: Service) -> FastAPI:
             raise HTTPException(422, "`at` needs a time-zone offset")
         at_ms = int((at or datetime.now().astimezone()).timestamp() * 1000)
         return {"view": state.view(at_ms).model_dump(), "state": state.model_dump(exclude={"friends"})}
-
-    @app.get("/v1/accounts/{account_id}/history", tags=["accounts"])
-    def get_history(account_id: str, limit: int = Query(100, ge=1, le=1000),
-                    _role: str = Depends(moderator)) -> dict[str, Any]:
-        """Decisions about the account and every change made to its state, newest first."""
-        return {"account": account_id, **service.store.account_history(account_id, limit)}
 
     @app.get("/v1/policy", tags=["policy"])
     def get_policy(_role: str = Depends(moderator)) -> dict[str, Any]:
@@ -181,9 +213,12 @@ def create_app(service: Service) -> FastAPI:
         root = Path(tempfile.mkdtemp(prefix="cc-pack-"))
         try:
             for rel, text in pack.files.items():
-                target = (root / rel).resolve()
-                if root.resolve() not in target.parents or not rel.endswith((".yaml", ".yml", ".txt")):
-                    raise HTTPException(422, f"bad pack file name {rel!r}")
+                parts = PurePosixPath(rel).parts
+                if (not parts or rel.startswith("/") or "\\" in rel or any(p in ("..", ".") for p in parts)
+                        or PurePosixPath(*parts).as_posix() != rel or not rel.endswith((".yaml", ".yml", ".txt"))):
+                    raise HTTPException(422, f"bad pack file name {rel!r}: a relative path inside the pack "
+                                             "ending in .yaml, .yml or .txt")
+                target = root / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(text, encoding="utf-8")
             try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Union
 
+import orjson
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -215,19 +216,24 @@ def _from_validation(exc: ValidationError) -> EventError:
 
 
 def parse_event(data: Any) -> Event:
-    """Validate one decoded JSON object into its event model, or raise EventError naming the field."""
+    """Validate one decoded JSON object into its event model, or raise EventError naming the field.
+
+    Goes through JSON so that validation is strict in the same way for every face: a string is never
+    coerced into a number or a boolean, a timestamp must be an RFC 3339 string.
+    """
     if not isinstance(data, dict):
         raise EventError([{"field": "(event)", "message": "an event must be a JSON object", "type": "type"}])
     try:
-        return EVENT_ADAPTER.validate_python(data)
-    except ValidationError as exc:
-        raise _from_validation(exc) from None
+        raw = orjson.dumps(data)
+    except (orjson.JSONEncodeError, TypeError) as exc:
+        raise EventError([{"field": "(event)", "message": f"not JSON-encodable: {exc}", "type": "json"}]) from None
+    return parse_event_json(raw)
 
 
 def parse_event_json(raw: bytes | str) -> Event:
-    """Decode and validate one JSON text (a request body or a JSONL line) in one pass (pydantic-core)."""
+    """Decode and validate one JSON text (a request body or a JSONL line) in one strict pass (pydantic-core)."""
     try:
-        return EVENT_ADAPTER.validate_json(raw)
+        return EVENT_ADAPTER.validate_json(raw, strict=True)
     except ValidationError as exc:
         raise _from_validation(exc) from None
 

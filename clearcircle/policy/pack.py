@@ -174,7 +174,7 @@ def load_pack(path: str | Path, registry: SignalRegistry | None = None) -> Pack:
     registry = registry or load_builtin_signals()
     problems: list[Problem] = []
     if not (root / "pack.yaml").is_file():
-        raise PackError([Problem(str(root), None, None, "not a policy pack: pack.yaml is missing")])
+        raise PackError([Problem("pack.yaml", None, None, f"missing: {root.name or root} is not a policy pack")])
     settings = PackSettings(name="invalid")
     raw_settings = _read_yaml(root / "pack.yaml", "pack.yaml", problems)
     if raw_settings is not None:
