@@ -125,7 +125,7 @@ class Pipeline:
                 state = uow.touch(a)
                 if b not in state.friends:
                     state.friends.append(b)
-        for key, name, member in hits_for(event):
+        for key, name, member in hits_for(event, allowed=False):
             uow.record_hit(key, name, at_ms, event.id, member)
 
     def _decide(self, uow: UnitOfWork, event: Event) -> dict:
@@ -144,6 +144,9 @@ class Pipeline:
             subject = event.actor
         changes = enforce(requests, uow.touch, settings)
         verdict = self._verdict(evaluation.verdict, changes, subject)
+        if rank(verdict) < rank("remove"):  # let through: it counts against quotas
+            for key, name, member in hits_for(event, allowed=True):
+                uow.record_hit(key, name, at_ms, event.id, member)
         # built as a plain dict on this hot path; tests validate it against the Decision model
         payload = {
             "event_id": event.id,

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from clearcircle import __version__
 from clearcircle.api.auth import require
-from clearcircle.events.schemas import EVENT_ADAPTER, EventError, parse_event, parse_event_json
+from clearcircle.events.schemas import EVENT_ADAPTER, EventError, parse_batch_json, parse_event_json
 from clearcircle.policy.pack import PackError, load_pack
 from clearcircle.service import Service
 
@@ -153,21 +153,7 @@ def create_app(service: Service) -> FastAPI:
               openapi_extra=_event_body_spec(True, service.settings.max_batch))
     async def post_batch(request: Request, _role: str = Depends(integrator)) -> BatchOut:
         """Decide up to `max_batch` events in order, atomically: one invalid event refuses the whole batch."""
-        data = await _json(request)
-        if not isinstance(data, dict) or not isinstance(data.get("events"), list):
-            raise EventError([{"field": "events", "message": "expected {\"events\": [...]}", "type": "type"}])
-        items = data["events"]
-        limit = service.settings.max_batch
-        if len(items) > limit:
-            raise EventError([{"field": "events", "message": f"at most {limit} events per batch", "type": "size"}])
-        events, errors = [], []
-        for i, item in enumerate(items):
-            try:
-                events.append(parse_event(item))
-            except EventError as exc:
-                errors += [{**e, "field": f"events.{i}.{e['field']}"} for e in exc.errors]
-        if errors:
-            raise EventError(errors)
+        events = parse_batch_json(await request.body(), service.settings.max_batch)
         outcomes = await run_in_threadpool(service.pipeline.submit, events)
         return BatchOut(decisions=[DecisionOut(**o.decision, duplicate=o.duplicate) for o in outcomes])
 

@@ -41,6 +41,15 @@ class Finding:
         return f"row {self.seq}: {self.problem}"
 
 
+def _sealed_digest(payload: str) -> str:
+    """The decision digest an audit row sealed; "" if the payload is not what we wrote (reported as edited)."""
+    try:
+        value = json.loads(payload)
+    except ValueError:
+        return ""
+    return value.get("sha256", "") if isinstance(value, dict) else ""
+
+
 def verify(rows: Iterable[AuditRow], head: tuple[int, str] | None,
            decisions: Iterable[tuple[str, str]] = ()) -> tuple[int, list[Finding]]:
     """Walk the chain in sequence order, then check each stored decision (event id, payload) against the
@@ -60,8 +69,7 @@ def verify(rows: Iterable[AuditRow], head: tuple[int, str] | None,
             findings.append(Finding(row.seq, "reordered: does not link to the row before it"))
         prev_seq, prev_hash = row.seq, row.hash
         if row.kind == "decision":
-            digest = json.loads(row.payload).get("sha256", "") if row.payload.startswith("{") else ""
-            sealed[row.subject] = (row.seq, digest)
+            sealed[row.subject] = (row.seq, _sealed_digest(row.payload))
     for event_id, payload in decisions:
         seq, digest = sealed.pop(event_id, (None, None))
         if seq is None:

@@ -65,8 +65,13 @@ def _settings(db: str | None = None, pack: Path | None = None) -> Settings:
 
 
 def _service(db: str | None, pack: Path | None = None) -> Service:
+    return _open_service(_settings(db, pack))
+
+
+def _open_service(settings: Settings) -> Service:
+    """open_service, with every way it can fail turned into a message and exit code 2."""
     try:
-        return open_service(_settings(db, pack))
+        return open_service(settings)
     except PackError as exc:
         raise _fail(f"invalid policy pack:\n{exc}") from None
     except (StoreError, OSError) as exc:
@@ -232,7 +237,10 @@ def policy_check(pack: Annotated[Path | None, typer.Argument(help="pack folder (
 @audit_app.command("verify")
 def audit_verify(db: DbOpt = None) -> None:
     """Check the audit hash chain; names every edited, deleted or reordered row. Exit 1 if broken."""
-    store = Store(_settings(db).db_url)
+    try:
+        store = Store(_settings(db).db_url)
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
     try:
         checked, findings = store.verify_audit()
     except Exception as exc:  # a missing table or unreachable server is a usage error, not a broken chain
@@ -302,7 +310,7 @@ def bench(events: Annotated[int, typer.Option(min=1000)] = 100_000, db: DbOpt = 
         url = db or f"sqlite:///{tmp}/bench.db"
         settings = _settings(url)
         settings.key_file = Path(tmp) / "bench.key"
-        service = open_service(settings)
+        service = _open_service(settings)
         started = time.perf_counter()
         lines = [orjson.dumps(e) for e in generate(events)]  # the replay path: JSONL lines in
         started = time.perf_counter()

@@ -50,15 +50,23 @@ def action(name: str) -> Callable[[ActionFn], ActionFn]:
 
 
 def _extended(current: Measure | None, req: Request, until: int | None) -> Measure | None:
-    """The measure after asking for one that ends at `until` (None: never), or None if that changes nothing.
+    """The measure after asking for one from the request's time to `until` (None: never), or None if that
+    changes nothing.
 
-    Measures only ever lengthen: a request ending sooner than the active measure leaves it as it is; an
-    ended measure is replaced, starting now.
+    Events carry their own time and may arrive late, so this merges periods rather than trusting arrival
+    order: a measure only ever lengthens, a request stamped before a lift cannot revive what was lifted, and
+    a request that overlaps the existing period extends it back to the earlier start.
     """
-    active = current if current is not None and current.active(req.at_ms) else None
-    if active is not None and (active.until_ms is None or (until is not None and until <= active.until_ms)):
+    if current is not None and current.lifted_ms is not None:
+        if req.at_ms < current.lifted_ms:
+            return None
+        current = None
+    if current is None:
+        return Measure(since_ms=req.at_ms, until_ms=until, source=req.source, rule=req.rule)
+    if current.until_ms is None or (until is not None and until <= current.until_ms):
         return None
-    since = active.since_ms if active is not None else req.at_ms
+    overlaps = req.at_ms <= current.until_ms
+    since = min(current.since_ms, req.at_ms) if overlaps else req.at_ms
     return Measure(since_ms=since, until_ms=until, source=req.source, rule=req.rule)
 
 
@@ -108,8 +116,19 @@ def _remove(state: AccountState, req: Request) -> list[AppliedAction]:
     return _add_strike(state, req)
 
 
+REVIEW_REOPEN_DAYS = 7
+
+
 @action("review")
 def _review(state: AccountState, req: Request) -> list[AppliedAction]:
+    """Open a case, unless this rule opened one for the account in the last 7 days (a burst of reports is
+    one case for a moderator, not one per report)."""
+    last = state.reviews.get(req.rule)
+    if last is not None and last <= req.at_ms < last + REVIEW_REOPEN_DAYS * DAY_MS:
+        return _add_strike(state, req)
+    if last is not None and req.at_ms < last:
+        return _add_strike(state, req)  # stamped before a case this rule already opened
+    state.reviews[req.rule] = req.at_ms
     return _changed(req, "case_opened") + _add_strike(state, req)
 
 
@@ -136,17 +155,18 @@ def _suspend(state: AccountState, req: Request) -> list[AppliedAction]:
 
 @action("ban")
 def _ban(state: AccountState, req: Request) -> list[AppliedAction]:
+    strike = _add_strike(state, req)  # before the ban: a banned account takes no new strikes
     out: list[AppliedAction] = []
     if (measure := _extended(state.ban, req, None)) is not None:
         state.ban = measure
         out = _changed(req, "ban")
-    return out + _add_strike(state, req)
+    return out + strike
 
 
 def _end(measure: Measure | None, at_ms: int) -> Measure | None:
     if measure is None or not measure.active(at_ms):
         return None
-    return measure.model_copy(update={"until_ms": max(at_ms, measure.since_ms)})
+    return measure.model_copy(update={"until_ms": at_ms, "lifted_ms": at_ms})
 
 
 @action("lift")

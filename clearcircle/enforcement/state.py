@@ -21,6 +21,7 @@ class Measure(BaseModel):
     since_ms: int
     source: str  # event id that caused it
     rule: str
+    lifted_ms: int | None = None  # set by a lift: requests stamped before it cannot revive the measure
 
     def active(self, at_ms: int) -> bool:
         return self.since_ms <= at_ms and (self.until_ms is None or at_ms < self.until_ms)
@@ -48,6 +49,7 @@ class AccountState(BaseModel):
     suspension: Measure | None = None
     ban: Measure | None = None
     strikes: list[Strike] = Field(default_factory=list)
+    reviews: dict[str, int] = Field(default_factory=dict)  # rule -> when it last opened a case
     friends: list[str] = Field(default_factory=list)
 
     def view(self, at_ms: int) -> AccountView:

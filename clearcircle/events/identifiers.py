@@ -14,6 +14,7 @@ import re
 HASHED_FIELDS: tuple[str, ...] = ("device_id", "phone", "payment_id", "id_number")
 PREFIX = "h1:"
 _NON_DIGIT = re.compile(r"\D+")
+_HASHED = re.compile(r"h1:[0-9a-f]{64}")
 
 
 def canonical_identifier(field: str, value: str) -> str:
@@ -37,6 +38,6 @@ def hash_identifiers(body: dict[str, object], key: bytes) -> dict[str, object]:
     out = dict(body)
     for field in HASHED_FIELDS:
         value = out.get(field)
-        if isinstance(value, str) and value and not value.startswith(PREFIX):
+        if isinstance(value, str) and value and not _HASHED.fullmatch(value):  # hashing twice is a no-op
             out[field] = hash_value(field, value, key)
     return out

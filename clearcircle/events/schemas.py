@@ -6,10 +6,10 @@ discriminated on `type` so an unknown type is refused before any body is looked 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Union
 
-import orjson
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -26,7 +26,8 @@ MAX_TEXT = 20_000
 MAX_SHORT = 2_000
 MAX_IMAGE_B64 = 4 * 1024 * 1024
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+# ids are stored in indexed columns: no control characters (PostgreSQL text cannot even hold NUL)
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Short = Annotated[str, StringConstraints(max_length=MAX_SHORT)]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 Money = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
@@ -191,9 +192,8 @@ class EventError(ValueError):
 
 
 def _path(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc]
-    if parts and parts[0] in EVENT_CLASSES:  # pydantic puts the discriminator tag first
-        parts = parts[1:]
+    # pydantic puts the discriminator tag before an event's fields: ('post_created', 'body', 'text')
+    parts = [str(p) for i, p in enumerate(loc) if not (p in EVENT_CLASSES and (i == 0 or isinstance(loc[i - 1], int)))]
     return ".".join(parts) or "(event)"
 
 
@@ -223,11 +223,17 @@ def parse_event(data: Any) -> Event:
     """
     if not isinstance(data, dict):
         raise EventError([{"field": "(event)", "message": "an event must be a JSON object", "type": "type"}])
-    try:
-        raw = orjson.dumps(data)
-    except (orjson.JSONEncodeError, TypeError) as exc:
+    try:  # stdlib json keeps NaN and huge integers as tokens, so the field that holds them is named
+        raw = json.dumps(data, ensure_ascii=False, default=_no_json)
+    except (TypeError, ValueError) as exc:
         raise EventError([{"field": "(event)", "message": f"not JSON-encodable: {exc}", "type": "json"}]) from None
     return parse_event_json(raw)
+
+
+def _no_json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
 
 
 def parse_event_json(raw: bytes | str) -> Event:
@@ -236,6 +242,29 @@ def parse_event_json(raw: bytes | str) -> Event:
         return EVENT_ADAPTER.validate_json(raw, strict=True)
     except ValidationError as exc:
         raise _from_validation(exc) from None
+
+
+class _Batch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: list[Annotated[Union[tuple(EVENT_CLASSES.values())], Field(discriminator="type")]]  # noqa: UP007
+
+
+_BATCH_ADAPTER: TypeAdapter[_Batch] = TypeAdapter(_Batch)
+
+
+def parse_batch_json(raw: bytes | str, max_events: int) -> list[Event]:
+    """Validate a `{"events": [...]}` body in one strict pass; errors are named `events.N.field`."""
+    try:
+        batch = _BATCH_ADAPTER.validate_json(raw, strict=True)
+    except ValidationError as exc:
+        errors = _from_validation(exc).errors
+        for err in errors:  # a body that is not {"events": [...]} at all
+            if err["field"] == "(event)" and err["type"] != "json_invalid":
+                err.update(field="events", message='expected a JSON object {"events": [...]}')
+        raise EventError(errors) from None
+    if len(batch.events) > max_events:
+        raise EventError([{"field": "events", "message": f"at most {max_events} events per batch", "type": "size"}])
+    return batch.events
 
 
 def utc_now() -> datetime:

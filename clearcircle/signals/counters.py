@@ -25,6 +25,8 @@ class CounterDef:
     event_types: frozenset[str]
     key: Callable[[Event], str]  # whose counter: usually the actor
     member: Callable[[Event], str]  # what distinct() counts: usually the event itself
+    # quotas count what went out, rate limits count attempts: a refused push must not use up the quota
+    only_allowed: bool = False
 
 
 def item_key(item: str) -> str:
@@ -46,7 +48,7 @@ COUNTERS: dict[str, CounterDef] = {
         CounterDef("friend_requests", frozenset({"friend_request"}), _actor, lambda e: e.body.target),
         CounterDef("posts", frozenset({"post_created"}), _actor, _event_id),
         CounterDef("shares", frozenset({"share"}), _actor, lambda e: e.body.item),
-        CounterDef("pushes", frozenset({"message_push"}), _actor, _event_id),
+        CounterDef("pushes", frozenset({"message_push"}), _actor, _event_id, only_allowed=True),
         CounterDef("follows", frozenset({"follow"}), _actor, lambda e: e.body.target),
         CounterDef("referrals", frozenset({"referral"}), _actor, lambda e: e.body.referee),
         CounterDef("reports_received", frozenset({"report"}), lambda e: e.body.target, _actor),
@@ -61,17 +63,24 @@ for _c in COUNTERS.values():
 MAX_WINDOW_MS = 30 * DAY_MS
 
 
-def hits_for(event: Event) -> list[tuple[str, str, str]]:
-    """(key, counter name, member) for each counter this event increments."""
-    return [(c.key(event), c.name, c.member(event)) for c in _BY_TYPE.get(event.type, ())]
+def hits_for(event: Event, allowed: bool | None = None) -> list[tuple[str, str, str]]:
+    """(key, counter name, member) for each counter this event increments.
+
+    allowed=None: every counter (for prefetching); False: the attempt counters, recorded before the
+    decision; True: the counters of what was let through, recorded after it.
+    """
+    return [(c.key(event), c.name, c.member(event)) for c in _BY_TYPE.get(event.type, ())
+            if allowed is None or c.only_allowed == allowed]
 
 
 def _windowed(counter: str, window_ms: int, label: str, description: str, distinct: bool = False) -> None:
     definition = COUNTERS[counter]
 
+    pending = 1 if definition.only_allowed else 0  # the event being decided is not recorded yet
+
     def compute(ctx: SignalContext) -> int:
         key = definition.key(ctx.event)
-        return ctx.counters.count(key, counter, ctx.at_ms - window_ms, ctx.at_ms, distinct=distinct)
+        return ctx.counters.count(key, counter, ctx.at_ms - window_ms, ctx.at_ms, distinct=distinct) + pending
 
     REGISTRY.register_fn(f"counters.{counter}_{label}", compute, version=1, reads=definition.event_types,
                          type=int, description=description)
