@@ -397,3 +397,34 @@ def test_an_accepted_event_is_stored_on_every_backend(svc, where):
     outcomes = svc.pipeline.submit([ordinary, event])
     assert [o.decision["event_id"] for o in outcomes] == [ordinary.id, event.id]
     assert len(rows(svc, "select id from events")) == 2
+
+
+# --- quotas count what went out; bursts make one case -------------------------------------------------
+
+
+def test_a_refused_push_does_not_use_up_the_quota(svc):
+    decide(svc, ev("account_registered", "digest", T0 - timedelta(days=30), account_type="subscription"))
+    first, refused = decide(svc, push("digest", T0), push("digest", T0 + timedelta(hours=2)))
+    assert (first["verdict"], refused["verdict"]) == ("allow", "remove")
+    # 25 h after the first push: the refused one (23 h ago) must not count against the new day
+    later = decide(svc, push("digest", T0 + timedelta(hours=25)))[0]
+    assert later["verdict"] == "allow", later
+    assert later["signals"]["counters.pushes_1d"] == 1
+
+
+def test_a_burst_of_reports_opens_one_case_per_week(svc):
+    reports = [ev("report", f"r-{i}", T0 + timedelta(minutes=i), target="seller-x", reason="counterfeit")
+               for i in range(12)]
+    decide(svc, *reports)
+    assert len(rows(svc, "select id from cases where account = 'seller-x'")) == 1
+    # a week later, a new burst is a new case
+    again = [ev("report", f"r2-{i}", T0 + timedelta(days=8, minutes=i), target="seller-x", reason="counterfeit")
+             for i in range(6)]
+    decide(svc, *again)
+    assert len(rows(svc, "select id from cases where account = 'seller-x'")) == 2
+
+
+def test_a_moderator_ban_records_its_strike(svc):
+    decide(svc, ev("moderator_action", "mod-2", T0, target="scammer", action="ban", reason="fraud"))
+    state = svc.store.account_state("scammer")
+    assert state.ban is not None and [s.rule for s in state.strikes] == ["moderator"]
