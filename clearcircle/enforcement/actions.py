@@ -89,25 +89,39 @@ def _add_strike(state: AccountState, req: Request) -> list[AppliedAction]:
     return _changed(req, "strike", expires_ms=expires)
 
 
-@action("label")
-def _label(state: AccountState, req: Request) -> list[AppliedAction]:
-    name = req.label or req.rule
-    until = req.until(None)
-    out: list[AppliedAction] = []
-    if (measure := _extended(state.labels.get(name), req, until)) is not None:
-        state.labels[name] = measure
-        out = _changed(req, "label", label=name, until_ms=until)
-    return out + _add_strike(state, req)
+def _measure_action(name: str, default_days: float | None, slot: Callable[[Request], str | None],
+                    permanent: bool = False) -> ActionFn:
+    """An action that sets one time-boxed measure: `slot` names its key in a dict of the state (a label
+    name, a restricted feature) or None for the account-wide measure stored under the action's name."""
+    attr = {"label": "labels", "restrict": "restrictions", "limit_reach": "reach_limit",
+            "suspend": "suspension", "ban": "ban"}[name]
+
+    def apply_measure(state: AccountState, req: Request) -> list[AppliedAction]:
+        strike = _add_strike(state, req)  # first: a ban applied now must not refuse its own strike
+        until = None if permanent else req.until(default_days)
+        key = slot(req)
+        holder = getattr(state, attr)
+        current = holder.get(key) if key is not None else holder
+        measure = _extended(current, req, until)
+        if measure is None:
+            return strike
+        if key is not None:
+            holder[key] = measure
+        else:
+            setattr(state, attr, measure)
+        detail = {} if permanent else {"until_ms": until}
+        if key is not None:
+            detail = {"label" if name == "label" else "feature": key, **detail}
+        return _changed(req, name, **detail) + strike
+
+    return action(name)(apply_measure)
 
 
-@action("limit_reach")
-def _limit_reach(state: AccountState, req: Request) -> list[AppliedAction]:
-    until = req.until(DEFAULT_DAYS["limit_reach"])
-    out: list[AppliedAction] = []
-    if (measure := _extended(state.reach_limit, req, until)) is not None:
-        state.reach_limit = measure
-        out = _changed(req, "limit_reach", until_ms=until)
-    return out + _add_strike(state, req)
+_measure_action("label", None, lambda req: req.label or req.rule)
+_measure_action("limit_reach", DEFAULT_DAYS["limit_reach"], lambda req: None)
+_measure_action("restrict", DEFAULT_DAYS["restrict"], lambda req: req.feature or "post")
+_measure_action("suspend", DEFAULT_DAYS["suspend"], lambda req: None)
+_measure_action("ban", None, lambda req: None, permanent=True)
 
 
 @action("remove")
@@ -130,37 +144,6 @@ def _review(state: AccountState, req: Request) -> list[AppliedAction]:
         return _add_strike(state, req)  # stamped before a case this rule already opened
     state.reviews[req.rule] = req.at_ms
     return _changed(req, "case_opened") + _add_strike(state, req)
-
-
-@action("restrict")
-def _restrict(state: AccountState, req: Request) -> list[AppliedAction]:
-    feature = req.feature or "post"
-    until = req.until(DEFAULT_DAYS["restrict"])
-    out: list[AppliedAction] = []
-    if (measure := _extended(state.restrictions.get(feature), req, until)) is not None:
-        state.restrictions[feature] = measure
-        out = _changed(req, "restrict", feature=feature, until_ms=until)
-    return out + _add_strike(state, req)
-
-
-@action("suspend")
-def _suspend(state: AccountState, req: Request) -> list[AppliedAction]:
-    until = req.until(DEFAULT_DAYS["suspend"])
-    out: list[AppliedAction] = []
-    if (measure := _extended(state.suspension, req, until)) is not None:
-        state.suspension = measure
-        out = _changed(req, "suspend", until_ms=until)
-    return out + _add_strike(state, req)
-
-
-@action("ban")
-def _ban(state: AccountState, req: Request) -> list[AppliedAction]:
-    strike = _add_strike(state, req)  # before the ban: a banned account takes no new strikes
-    out: list[AppliedAction] = []
-    if (measure := _extended(state.ban, req, None)) is not None:
-        state.ban = measure
-        out = _changed(req, "ban")
-    return out + strike
 
 
 def _end(measure: Measure | None, at_ms: int) -> Measure | None:
