@@ -153,7 +153,7 @@ def replay(
     out: Annotated[Path | None, typer.Option("--out", help="write one decision line per event here")] = None,
     db: DbOpt = None,
     pack: PackOpt = None,
-    batch: Annotated[int, typer.Option(min=1, max=10_000, help="events per transaction")] = 500,
+    batch: Annotated[int, typer.Option(min=1, max=10_000, help="events per transaction")] = 1000,
     skip_invalid: Annotated[bool, typer.Option(help="skip invalid lines instead of refusing the file")] = False,
 ) -> None:
     """Decide every event of a JSONL file in order; the file is refused whole if any line is invalid."""
@@ -302,7 +302,7 @@ def keys_revoke(key_id: str, db: DbOpt = None) -> None:
 
 @app.command()
 def bench(events: Annotated[int, typer.Option(min=1000)] = 100_000, db: DbOpt = None,
-          batch: Annotated[int, typer.Option(min=1)] = 500) -> None:
+          batch: Annotated[int, typer.Option(min=1, max=10_000, help="events per transaction")] = 1000) -> None:
     """Replay a generated mix through the whole path, persistence included, and print events/s."""
     from clearcircle.synthetic import generate
 

@@ -6,7 +6,7 @@ out what ended before T. Strikes decay the same way.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,43 +56,72 @@ class AccountState(BaseModel):
         return AccountView.of(self, at_ms)
 
 
-@dataclass(frozen=True, slots=True)
 class AccountView:
-    """The account as it stands at one instant: what signals read and what the API shows."""
+    """The account as it stands at one instant: what signals read and what the API shows.
 
-    account_id: str
-    at_ms: int
-    known: bool
-    account_type: str | None
-    age_days: float | None
-    labels: list[str]
-    restrictions: dict[str, int | None]  # feature -> until (None: permanent)
-    reach_limited: bool
-    suspended: bool
-    suspended_until_ms: int | None
-    banned: bool
-    strikes: int
-    friends: int
+    Each fact is computed on first read: most events need two or three of them, never all.
+    """
+
+    FIELDS = ("account_id", "at_ms", "known", "account_type", "age_days", "labels", "restrictions",
+              "reach_limited", "suspended", "suspended_until_ms", "banned", "strikes", "friends")
+
+    def __init__(self, state: AccountState, at_ms: int) -> None:
+        self._state = state
+        self.at_ms = at_ms
+        self.account_id = state.account_id
+        self.account_type = state.account_type
+        self.known = state.registered_ms is not None
 
     @classmethod
     def of(cls, state: AccountState, at_ms: int) -> AccountView:
-        born = state.registered_ms if state.registered_ms is not None else state.first_seen_ms
-        suspension = state.suspension if state.suspension and state.suspension.active(at_ms) else None
-        return cls(
-            account_id=state.account_id,
-            at_ms=at_ms,
-            known=state.registered_ms is not None,
-            account_type=state.account_type,
-            age_days=None if born is None else max(0.0, (at_ms - born) / DAY_MS),
-            labels=sorted(k for k, m in state.labels.items() if m.active(at_ms)),
-            restrictions={f: m.until_ms for f, m in sorted(state.restrictions.items()) if m.active(at_ms)},
-            reach_limited=bool(state.reach_limit and state.reach_limit.active(at_ms)),
-            suspended=suspension is not None,
-            suspended_until_ms=suspension.until_ms if suspension else None,
-            banned=bool(state.ban and state.ban.active(at_ms)),
-            strikes=sum(1 for s in state.strikes if s.at_ms <= at_ms < s.expires_ms),
-            friends=len(state.friends),
-        )
+        return cls(state, at_ms)
+
+    @cached_property
+    def age_days(self) -> float | None:
+        born = self._state.registered_ms if self._state.registered_ms is not None else self._state.first_seen_ms
+        return None if born is None else max(0.0, (self.at_ms - born) / DAY_MS)
+
+    @cached_property
+    def labels(self) -> list[str]:
+        if not self._state.labels:
+            return []
+        return sorted(k for k, m in self._state.labels.items() if m.active(self.at_ms))
+
+    @cached_property
+    def restrictions(self) -> dict[str, int | None]:
+        """feature -> end of the restriction (None: permanent)."""
+        if not self._state.restrictions:
+            return {}
+        return {f: m.until_ms for f, m in sorted(self._state.restrictions.items()) if m.active(self.at_ms)}
+
+    @cached_property
+    def reach_limited(self) -> bool:
+        return bool(self._state.reach_limit and self._state.reach_limit.active(self.at_ms))
+
+    @cached_property
+    def _suspension(self) -> Measure | None:
+        s = self._state.suspension
+        return s if s is not None and s.active(self.at_ms) else None
+
+    @property
+    def suspended(self) -> bool:
+        return self._suspension is not None
+
+    @property
+    def suspended_until_ms(self) -> int | None:
+        return self._suspension.until_ms if self._suspension is not None else None
+
+    @cached_property
+    def banned(self) -> bool:
+        return bool(self._state.ban and self._state.ban.active(self.at_ms))
+
+    @cached_property
+    def strikes(self) -> int:
+        return sum(1 for s in self._state.strikes if s.at_ms <= self.at_ms < s.expires_ms)
+
+    @property
+    def friends(self) -> int:
+        return len(self._state.friends)
 
     def model_dump(self) -> dict[str, object]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in self.FIELDS}

@@ -16,18 +16,22 @@ _BY_TYPE = {
 FEATURES: frozenset[str] = frozenset(_BY_TYPE.values()) | {"share_to_moments", "post_moments"}
 
 
+_NARROW = {("share", "moments"): "share_to_moments", ("post_created", "moments"): "post_moments"}
+
+
 def feature_of(event: Event) -> str | None:
     """The narrowest feature name for the event (sharing to moments is its own feature)."""
-    body = event.body
-    if event.type == "share" and body.destination == "moments":
-        return "share_to_moments"
-    if event.type == "post_created" and body.surface == "moments":
-        return "post_moments"
+    if event.type == "share":
+        return _NARROW.get((event.type, event.body.destination), "share")
+    if event.type == "post_created":
+        return _NARROW.get((event.type, event.body.surface), "post")
     return _BY_TYPE.get(event.type)
 
 
 def features_of(event: Event) -> tuple[str, ...]:
     """Every feature the event uses, narrow and broad (a moments share is also a share)."""
-    narrow = feature_of(event)
     broad = _BY_TYPE.get(event.type)
-    return tuple(f for f in dict.fromkeys((narrow, broad)) if f)
+    if broad is None:
+        return ()
+    narrow = feature_of(event)
+    return (broad,) if narrow == broad else (narrow, broad)

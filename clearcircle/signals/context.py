@@ -6,7 +6,7 @@ and the decision records exactly the values the rules used.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,24 +47,21 @@ class SignalContext:
         return self.memo["_actor"]
 
 
-class SignalValues(Mapping[str, Any]):
-    """A lazy mapping name -> value over the registry, for one event; remembers what was read."""
+class SignalValues(dict[str, Any]):
+    """A lazy mapping name -> value over the registry, for one event: a value is computed on its first read
+    (dict's __missing__, so repeated reads cost a plain dict look-up); the dict holds exactly what was read."""
 
     def __init__(self, registry: SignalRegistry, ctx: SignalContext) -> None:
+        super().__init__()
         self._registry = registry
         self.ctx = ctx
-        self.used: dict[str, Any] = {}
 
-    def __getitem__(self, name: str) -> Any:
-        if name in self.used:
-            return self.used[name]
+    @property
+    def used(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __missing__(self, name: str) -> Any:
         spec = self._registry[name]
         value = spec.fn(self.ctx) if spec.applies_to(self.ctx.event.type) else None
-        self.used[name] = value
+        self[name] = value
         return value
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.used)
-
-    def __len__(self) -> int:
-        return len(self.used)
