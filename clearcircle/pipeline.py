@@ -154,7 +154,7 @@ class Pipeline:
             "rules": [r.id for r in evaluation.fired],
             "shadow_rules": [r.id for r in evaluation.shadow],
             "signals": values.used,
-            "evidence": [e.model_dump(mode="json", exclude_none=True) for e in evaluation.evidence],
+            "evidence": evaluation.evidence,
             "pack_version": self.pack.version,
             "subject": subject,
             "actions": [c.model_dump(mode="json") for c in changes],

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from clearcircle.policy.decision import Evidence
 from clearcircle.policy.expr import ConditionRuntimeError
 from clearcircle.policy.pack import Pack, Rule
 from clearcircle.policy.rules import Action
@@ -34,7 +33,7 @@ class Evaluation:
     verdict: str
     fired: list[Rule] = field(default_factory=list)
     shadow: list[Rule] = field(default_factory=list)
-    evidence: list[Evidence] = field(default_factory=list)
+    evidence: list[dict[str, Any]] = field(default_factory=list)  # validated as Evidence in tests
     requests: list[ActionRequest] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -46,15 +45,16 @@ def subject_of(rule: Rule, event: Any) -> str | None:
     return getattr(event.body, rule.spec.subject, None)
 
 
-def _evidence(rule: Rule, values: SignalValues) -> list[Evidence]:
-    out = [Evidence(rule=rule.id, signal=name, value=values[name]) for name in sorted(rule.condition.names)]
+def _evidence(rule: Rule, values: SignalValues) -> list[dict[str, Any]]:
+    """Evidence items in the wire shape of `Evidence` (plain dicts: this runs for every rule hit)."""
+    out = [{"rule": rule.id, "signal": name, "value": values[name]} for name in sorted(rule.condition.names)]
     if any(name.startswith("text.") for name in rule.condition.names):
         hits = text_hits(values.ctx)
         wanted = {fh.hit.category for fh in hits} & rule.condition.strings
         for fh in hits:
             if not wanted or fh.hit.category in wanted:
-                out.append(Evidence(rule=rule.id, signal="text.evidence", field=fh.field,
-                                    span=(fh.hit.start, fh.hit.end), text=fh.hit.text, category=fh.hit.category))
+                out.append({"rule": rule.id, "signal": "text.evidence", "field": fh.field,
+                            "span": [fh.hit.start, fh.hit.end], "text": fh.hit.text, "category": fh.hit.category})
     return out
 
 
