@@ -38,6 +38,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+# Sub-apps and commands that live in their own modules register here (one import and one line each).
 
 console = Console()
 err = Console(stderr=True)

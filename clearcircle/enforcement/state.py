@@ -41,6 +41,8 @@ class AccountState(BaseModel):
     model_config = ConfigDict(extra="forbid")
     account_id: str
     account_type: str | None = None
+    # personal / subscription / service / merchant / verified_brand; None: the account_type decides
+    account_class: str | None = None
     registered_ms: int | None = None
     first_seen_ms: int | None = None
     labels: dict[str, Measure] = Field(default_factory=dict)

@@ -67,16 +67,6 @@ def _hit_count(ctx: SignalContext) -> int:
     return len(text_hits(ctx))
 
 
-@signal("text.marketing", version=1, reads=TEXT_EVENTS, type=float,
-        description="0..1 marketing score: 1 - prod(1 - weight) over the categories found")
-def _marketing(ctx: SignalContext) -> float:
-    weights: dict[str, float] = ctx.resources.get("category_weights", {})
-    keep = 1.0
-    for category in {fh.hit.category for fh in text_hits(ctx)}:
-        keep *= 1.0 - weights.get(category, 0.0)
-    return round(1.0 - keep, 4)
-
-
 @signal("text.has_links", version=1, reads=("post_created",), type=bool, description="the post carries links")
 def _has_links(ctx: SignalContext) -> bool:
     return bool(ctx.event.body.links)
