@@ -1,6 +1,6 @@
 """The real-time path: events in, decisions out, state and audit persisted in one transaction per batch.
 
-events -> facts (registration, friendships, identifier links) -> counters -> signals -> policy ->
+events -> facts (registration, identifier links) -> counters -> signals -> policy ->
 enforcement -> store. The faces (API, CLI) call `Pipeline.submit` and nothing below it.
 """
 
@@ -19,14 +19,17 @@ from clearcircle.enforcement.actions import Request
 from clearcircle.enforcement.enforce import enforce, from_moderator, from_policy
 from clearcircle.events.identifiers import HASHED_FIELDS, hash_identifiers
 from clearcircle.events.schemas import Event, parse_event
+from clearcircle.merchants.registry import MerchantBook, record_facts
+from clearcircle.policy.campaigns import CampaignBook
 from clearcircle.policy.decision import AppliedAction
 from clearcircle.policy.evaluate import Evaluation, evaluate
 from clearcircle.policy.pack import Pack
 from clearcircle.policy.verdicts import rank
 from clearcircle.signals.context import SignalContext, SignalValues
 from clearcircle.signals.counters import MAX_WINDOW_MS, hits_for
+from clearcircle.signals.merchant import attach as attach_merchants
 from clearcircle.signals.registry import SignalRegistry, load_builtin_signals
-from clearcircle.store.repository import Store, now_ms
+from clearcircle.store.repository import CampaignRows, Store, now_ms
 from clearcircle.store.unit import UnitOfWork, WorkingSet, dumps
 
 _SUBJECT_FIELDS = ("target", "seller", "referee", "item_owner")
@@ -62,6 +65,8 @@ class Pipeline:
         self.registry = registry or load_builtin_signals()
         self._lock = threading.Lock()
         self._working_set = WorkingSet()
+        self.campaigns = CampaignBook(self.registry)  # S12 overlays, re-read when they change (once a batch)
+        self.merchants = MerchantBook()  # S10 records of the batch's actors, read once a batch
 
     def submit(self, events: Sequence[Event]) -> list[Outcome]:
         """Decide each event once (by id), in order, and commit them together."""
@@ -89,6 +94,8 @@ class Pipeline:
             since = min((to_ms(e) for e in events), default=0) - MAX_WINDOW_MS
             uow.prefetch([e.id for e in events], accounts, keys, since)
             uow.prefetch_links(pairs, registering)
+            self.campaigns.refresh(self.pack, CampaignRows(uow.conn))
+            self.merchants.load(uow.conn, {e.actor for e in events})
             for event in events:
                 stored = uow.decided.get(event.id)
                 if stored is not None:
@@ -120,18 +127,26 @@ class Pipeline:
             for field in HASHED_FIELDS:
                 if value := getattr(body, field):
                     uow.link(field, value, event.actor, at_ms)
-        elif event.type == "friend_request_answered" and body.accepted:
-            for a, b in ((event.actor, body.target), (body.target, event.actor)):
-                state = uow.touch(a)
-                if b not in state.friends:
-                    state.friends.append(b)
         for key, name, member in hits_for(event, allowed=False):
             uow.record_hit(key, name, at_ms, event.id, member)
+
+    @staticmethod
+    def _befriend(uow: UnitOfWork, event: Event) -> None:
+        """An accepted friend request that was let through makes the two friends. Recorded after the
+        decision, not as a fact before it: the friend cap (S8) refuses an accept that would pass it."""
+        if event.type != "friend_request_answered" or not event.body.accepted:
+            return
+        for a, b in ((event.actor, event.body.target), (event.body.target, event.actor)):
+            state = uow.touch(a)
+            if b not in state.friends:
+                state.friends.append(b)
 
     def _decide(self, uow: UnitOfWork, event: Event) -> dict:
         at_ms = to_ms(event)
         self._facts(uow, event, at_ms)
+        record_facts(uow, event, at_ms, self.merchants)  # merchant applications; the class follows the record
         ctx = SignalContext(event, at_ms, uow, uow, self.pack.resources)
+        attach_merchants(ctx, self.merchants)
         values = SignalValues(self.registry, ctx)
         settings = self.pack.settings
         if event.type == "moderator_action":
@@ -139,7 +154,7 @@ class Pipeline:
             requests: list[Request] = [from_moderator(event, at_ms, settings)]
             subject = event.body.target
         else:
-            evaluation = evaluate(self.pack, values)
+            evaluation = evaluate(self.pack, values, self.campaigns.patches(event, at_ms, uow.state(event.actor)))
             requests = [from_policy(r, event, settings) for r in evaluation.requests]
             subject = event.actor
         changes = enforce(requests, uow.touch, settings)
@@ -147,6 +162,7 @@ class Pipeline:
         if rank(verdict) < rank("remove"):  # let through: it counts against quotas
             for key, name, member in hits_for(event, allowed=True):
                 uow.record_hit(key, name, at_ms, event.id, member)
+            self._befriend(uow, event)
         # built as a plain dict on this hot path; tests validate it against the Decision model
         payload = {
             "event_id": event.id,
@@ -160,6 +176,8 @@ class Pipeline:
             "actions": [c.model_dump(mode="json") for c in changes],
             "errors": evaluation.errors,
         }
+        if evaluation.campaigns:  # S12: the campaigns that changed this decision (absent: none did)
+            payload["campaigns"] = evaluation.campaigns
         text = orjson.dumps(payload).decode()  # insertion order kept: a re-read equals what is returned
         uow.add_event({"id": event.id, "type": event.type, "actor": event.actor, "occurred_ms": at_ms,
                        "received_ms": now_ms(), "payload": event.model_dump_json()})

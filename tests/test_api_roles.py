@@ -8,36 +8,79 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import date
 from typing import Any
 
 import pytest
-from api_fixtures import ROLES, Api, event, induced_share_post, minimal_pack, open_api
+from api_fixtures import ROLES as FIXTURE_ROLES
+from api_fixtures import Api, event, induced_share_post, minimal_pack, open_api
 from fastapi.routing import APIRoute
+
+from clearcircle.policy.campaigns import parse_campaign
 
 # Routes that are public by design (documentation, liveness) and so not in the table.
 PUBLIC = {"/healthz", "/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"}
 
+ROLES = (*FIXTURE_ROLES, "compliance")  # compliance: merchant registry (S10) and campaigns (S12)
 ALL = frozenset(ROLES)
 STAFF = frozenset({"moderator", "admin"})
+REGISTRY_READERS = frozenset({"moderator", "admin", "compliance"})
+CAMPAIGN_WRITERS = frozenset({"admin", "compliance"})
+COMPLIANCE = frozenset({"compliance"})
 
 # (method, path) -> the roles admitted. Least privilege (clearcircle/api/auth.py): the integrator (the platform
 # backend) sends events and reads decisions; moderators read accounts and the policy; admins also validate
-# packs and verify the audit chain.
+# packs and verify the audit chain; compliance staff run the merchant registry and, with admins, campaigns, and read
+# the policy, the signals and the decisions those touch.
 ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/v1/events"): frozenset({"integrator"}),
     ("POST", "/v1/events/batch"): frozenset({"integrator"}),
     ("GET", "/v1/decisions/{event_id:path}"): ALL,
     ("GET", "/v1/accounts/{account_id:path}"): STAFF,
     ("GET", "/v1/accounts/{account_id:path}/history"): STAFF,
-    ("GET", "/v1/policy"): STAFF,
+    ("GET", "/v1/policy"): REGISTRY_READERS,
     ("POST", "/v1/policy/validate"): frozenset({"admin"}),
     ("GET", "/v1/audit/verify"): frozenset({"admin"}),
     ("GET", "/v1/signals"): ALL,
+    ("POST", "/v1/merchants"): COMPLIANCE,
+    ("GET", "/v1/merchants"): REGISTRY_READERS,
+    ("GET", "/v1/merchants/{account_id:path}"): REGISTRY_READERS,
+    ("POST", "/v1/merchants/{account_id:path}/verify"): COMPLIANCE,
+    ("POST", "/v1/merchants/{account_id:path}/reject"): COMPLIANCE,
+    ("POST", "/v1/merchants/{account_id:path}/revoke"): COMPLIANCE,
+    ("POST", "/v1/campaigns"): CAMPAIGN_WRITERS,
+    ("GET", "/v1/campaigns"): REGISTRY_READERS,
+    ("GET", "/v1/campaigns/{name}"): REGISTRY_READERS,
+    ("PUT", "/v1/campaigns/{name}"): CAMPAIGN_WRITERS,
+    ("POST", "/v1/campaigns/{name}/end"): CAMPAIGN_WRITERS,
 }
 
 SEED_EVENT = "seed-post-1"
 SEED_ACCOUNT = "u-seed"
 PATH_VALUES = {"event_id": SEED_EVENT, "account_id": SEED_ACCOUNT}
+# Routes that change state get a record of their own, in the state the step starts from; asking again for the
+# state a record is in answers 200 unchanged, so every admitted call below is a 200.
+ROUTE_PATH_VALUES = {
+    ("GET", "/v1/merchants/{account_id:path}"): {"account_id": "m-verify"},
+    ("POST", "/v1/merchants/{account_id:path}/verify"): {"account_id": "m-verify"},
+    ("POST", "/v1/merchants/{account_id:path}/reject"): {"account_id": "m-reject"},
+    ("POST", "/v1/merchants/{account_id:path}/revoke"): {"account_id": "m-revoke"},
+    ("GET", "/v1/campaigns/{name}"): {"name": "roles-change"},
+    ("PUT", "/v1/campaigns/{name}"): {"name": "roles-change"},
+    ("POST", "/v1/campaigns/{name}/end"): {"name": "roles-end"},
+}
+CREDIT_CODE = "91110000600037341L"
+LICENCE = "JY13101010000000"
+
+
+def _campaign(name: str) -> dict[str, Any]:
+    return {"name": name, "starts_at": "2031-03-01T00:00:00+08:00", "ends_at": "2031-04-01T00:00:00+08:00",
+            "overrides": {"follow-burst": {"mode": "enforce"}}}
+
+
+def _application(account: str) -> dict[str, Any]:
+    return event("merchant_application", f"role-app-{account}", actor=account, company_name="某某食品有限公司",
+                 credit_code=CREDIT_CODE, food_licence=LICENCE, categories=["food"])
 
 
 def _body(method: str, path: str) -> Any:
@@ -48,6 +91,17 @@ def _body(method: str, path: str) -> Any:
         return {"events": [event("like", f"role-{uuid.uuid4().hex}"), event("follow", f"role-{uuid.uuid4().hex}")]}
     if (method, path) == ("POST", "/v1/policy/validate"):
         return {"files": minimal_pack()}
+    if (method, path) == ("POST", "/v1/merchants"):
+        return {"account": f"m-{uuid.uuid4().hex}", "company_name": "某某食品有限公司", "credit_code": CREDIT_CODE,
+                "food_licence": LICENCE, "categories": ["food"]}
+    if path.endswith("/verify"):
+        return {"licence_expires": "2031-03-10"}
+    if path.endswith(("/reject", "/revoke")):
+        return {"reason": "role test"}
+    if (method, path) == ("POST", "/v1/campaigns"):
+        return _campaign(f"roles-{uuid.uuid4().hex[:12]}")
+    if (method, path) == ("PUT", "/v1/campaigns/{name}"):
+        return _campaign("roles-change")
     return None
 
 
@@ -61,13 +115,21 @@ def api(tmp_path_factory: pytest.TempPathFactory):
     with open_api(f"sqlite:///{tmp / 'roles.db'}", tmp) as a:
         seeded = a.post_event(induced_share_post(SEED_EVENT, actor=SEED_ACCOUNT))
         assert seeded.status_code == 200, seeded.text
+        a.keys["compliance"] = a.svc.store.create_key("compliance", "test-compliance")[1]
+        for account in ("m-verify", "m-reject", "m-revoke"):
+            assert a.post_event(_application(account)).status_code == 200
+        a.svc.store.merchant_step("m-revoke", "verify", "seed", licence_expires=date(2031, 3, 10))
+        for name in ("roles-change", "roles-end"):
+            spec = parse_campaign(_campaign(name), a.svc.pack, a.svc.pipeline.registry)
+            a.svc.store.campaign_save(spec.wire(), spec.starts_ms, spec.ends_ms, "seed")
         yield a
 
 
 def _call(api: Api, method: str, path: str, key: str | None) -> Any:
     headers = {} if key is None else {"X-API-Key": key}
     body = _body(method, path)
-    return api.client.request(method, path.replace(":path}", "}").format(**PATH_VALUES), headers=headers,
+    values = {**PATH_VALUES, **ROUTE_PATH_VALUES.get((method, path), {})}
+    return api.client.request(method, path.replace(":path}", "}").format(**values), headers=headers,
                               json=body if body is not None else None)
 
 

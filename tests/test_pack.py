@@ -86,7 +86,7 @@ def test_builtin_pack_loads(builtin):
                     "banned-account-activity", "restricted-feature-use", "personal-account-push",
                     "subscription-daily-push", "service-monthly-push"):
         assert builtin.rule(rule_id).spec.mode == "enforce", rule_id
-    assert builtin.rule("unlicensed-food-sale").spec.mode == "shadow"
+    assert builtin.rule("unlicensed-food-sale").spec.mode == "enforce"  # S10: gated by the merchant registry
     # every rule is reachable through the per-event index
     indexed = {r.id for rules in builtin.by_event.values() for r in rules}
     assert indexed == set(ids)

@@ -6,9 +6,10 @@ input with the same field paths; the OpenAPI schema still documents every event 
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
@@ -17,13 +18,22 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from clearcircle import __version__
 from clearcircle.api.auth import require
 from clearcircle.events.schemas import EVENT_ADAPTER, EventError, parse_batch_json, parse_event_json
+from clearcircle.merchants import registry as merchant_registry
+from clearcircle.policy.campaigns import (
+    CampaignError,
+    CampaignSpec,
+    campaign_status,
+    check_campaign,
+    compile_campaign,
+)
 from clearcircle.policy.pack import PackError, load_pack
 from clearcircle.service import Service
+from clearcircle.store.repository import CampaignConflict, now_ms
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 _EVENT_SCHEMA = EVENT_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
@@ -49,11 +59,44 @@ class DecisionOut(BaseModel):
     subject: str
     actions: list[dict[str, Any]]
     errors: list[str] = []
+    campaigns: list[str] = []  # S12: campaign overlays that changed the decision
     duplicate: bool = False
 
 
 class BatchOut(BaseModel):
     decisions: list[DecisionOut]
+
+
+AccountId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+class MerchantApplicationIn(BaseModel):
+    """An application filed by compliance staff for an account (the platform's own arrive as events)."""
+
+    model_config = ConfigDict(extra="forbid")
+    account: AccountId
+    company_name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    credit_code: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    food_licence: Annotated[str, StringConstraints(max_length=64)] | None = None
+    categories: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=64)]], Field(max_length=50)]
+
+
+class VerifyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    licence_expires: Annotated[date | None, Field(description="ISO date YYYY-MM-DD (Asia/Shanghai); the licence "
+                                                              "is valid through this day")] = None
+
+    @field_validator("licence_expires", mode="before")
+    @classmethod
+    def _iso_date(cls, value: Any) -> Any:
+        if value is not None and not (isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)):
+            raise ValueError("a date YYYY-MM-DD")
+        return value
+
+
+class ReasonIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
 
 
 class PackFiles(BaseModel):
@@ -121,9 +164,12 @@ def create_app(service: Service) -> FastAPI:
                   description="Governance engine against malicious marketing: events in, decisions out.")
     app.state.service = service
     integrator = require("integrator")
-    readers = require("integrator", "moderator", "admin")
+    readers = require("integrator", "moderator", "admin", "compliance")
     moderator = require("moderator", "admin")
+    policy_readers = require("moderator", "admin", "compliance")  # compliance writes campaigns over the rules
     admin = require("admin")
+    compliance = require("compliance")
+    campaign_writers = require("admin", "compliance")
 
     @app.exception_handler(EventError)
     async def _event_error(_request: Request, exc: EventError) -> JSONResponse:
@@ -183,7 +229,7 @@ def create_app(service: Service) -> FastAPI:
         return {"view": state.view(at_ms).model_dump(), "state": state.model_dump(exclude={"friends"})}
 
     @app.get("/v1/policy", tags=["policy"])
-    def get_policy(_role: str = Depends(moderator)) -> dict[str, Any]:
+    def get_policy(_role: str = Depends(policy_readers)) -> dict[str, Any]:
         pack = service.pack
         return {
             "name": pack.name,
@@ -228,8 +274,150 @@ def create_app(service: Service) -> FastAPI:
                  "type": getattr(s.type, "__name__", str(s.type)), "description": s.description}
                 for s in service.pipeline.registry]
 
+    _merchant_routes(app, service, compliance, policy_readers)
+    _campaign_routes(app, service, campaign_writers, policy_readers)
     _extend_openapi(app)
     return app
+
+
+def _invalid(errors: list[dict[str, str]]) -> JSONResponse:
+    return _error(422, "invalid request", errors)
+
+
+def _value_error(exc: ValueError) -> JSONResponse:
+    """A ValueError whose message starts with the field it is about ("licence_expires: ...")."""
+    field, _, message = str(exc).partition(": ")
+    return _invalid([{"field": f"body.{field}", "message": message, "type": "value_error"}])
+
+
+def _merchant_routes(app: FastAPI, service: Service, compliance: Any, readers: Any) -> None:
+    """S10: the registry. Compliance staff file applications and move records; staff read them."""
+    store = service.store
+
+    @app.post("/v1/merchants", tags=["merchants"], response_model=None)
+    def apply_merchant(body: MerchantApplicationIn, role: str = Depends(compliance)) -> Any:
+        """File an application for an account; any broken rule is a 422 naming the field and the rule (events
+        stay accepted on the wire and open a rejected record instead)."""
+        problems = merchant_registry.validate_application(body.company_name, body.credit_code, body.food_licence,
+                                                          body.categories)
+        if problems:
+            return _invalid([{"field": f"body.{p.field}", "rule": p.rule, "message": p.message, "type": "rule"}
+                             for p in problems])
+        step = store.merchant_apply(body.account, body.company_name, body.credit_code, body.food_licence,
+                                    body.categories, f"api:{role}")
+        return {"record": step.record.to_dict(now_ms()), "changed": step.changed}
+
+    @app.get("/v1/merchants", tags=["merchants"])
+    def list_merchants(state: str | None = Query(None, description="pending, verified, expired, rejected, revoked"),
+                       at: datetime | None = Query(None, description="RFC 3339; default now"),
+                       limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+                       _role: str = Depends(readers)) -> Any:
+        """Records in account order, each with its state at `at` (expiry is computed)."""
+        if state is not None and state not in merchant_registry.STATES:
+            return _invalid([{"field": "query.state", "message": f"one of {', '.join(merchant_registry.STATES)}",
+                              "type": "enum"}])
+        at_ms = _at_ms(at)
+        return {"at_ms": at_ms, "merchants": [r.to_dict(at_ms) for r in store.merchant_list(state, at_ms, limit,
+                                                                                                offset)]}
+
+    def _step(account_id: str, action: str, role: str, **kwargs: Any) -> Any:
+        try:
+            step = store.merchant_step(account_id, action, f"api:{role}", **kwargs)
+        except merchant_registry.NotFound:
+            raise HTTPException(404, f"no merchant record for {account_id!r}") from None
+        except merchant_registry.TransitionError as exc:
+            raise HTTPException(409, str(exc)) from None
+        except ValueError as exc:
+            return _value_error(exc)
+        return {"record": step.record.to_dict(now_ms()), "changed": step.changed}
+
+    @app.post("/v1/merchants/{account_id:path}/verify", tags=["merchants"], response_model=None)
+    def verify_merchant(account_id: str, body: VerifyIn, role: str = Depends(compliance)) -> Any:
+        """pending -> verified, with the licence's expiry date (required with a food licence). Verifying a
+        verified record again renews its expiry; a rejected or revoked record is a 409."""
+        return _step(account_id, "verify", role, licence_expires=body.licence_expires)
+
+    @app.post("/v1/merchants/{account_id:path}/reject", tags=["merchants"], response_model=None)
+    def reject_merchant(account_id: str, body: ReasonIn, role: str = Depends(compliance)) -> Any:
+        """pending -> rejected, with the reason."""
+        return _step(account_id, "reject", role, reason=body.reason)
+
+    @app.post("/v1/merchants/{account_id:path}/revoke", tags=["merchants"], response_model=None)
+    def revoke_merchant(account_id: str, body: ReasonIn, role: str = Depends(compliance)) -> Any:
+        """verified -> revoked, with the reason."""
+        return _step(account_id, "revoke", role, reason=body.reason)
+
+    @app.get("/v1/merchants/{account_id:path}", tags=["merchants"])
+    def get_merchant(account_id: str, at: datetime | None = Query(None, description="RFC 3339; default now"),
+                     _role: str = Depends(readers)) -> dict[str, Any]:
+        """The record (state at `at`) and every step of its history, oldest first."""
+        record = store.merchant(account_id)
+        if record is None:
+            raise HTTPException(404, f"no merchant record for {account_id!r}")
+        return {"record": record.to_dict(_at_ms(at)), "history": store.merchant_history(account_id)}
+
+
+def _at_ms(at: datetime | None) -> int:
+    if at is not None and at.tzinfo is None:
+        raise HTTPException(422, "`at` needs a time-zone offset")
+    return now_ms() if at is None else int(at.timestamp() * 1000)
+
+
+def _campaign_routes(app: FastAPI, service: Service, writers: Any, readers: Any) -> None:
+    """S12: campaign overlays, created and changed without a deploy; the pipeline picks them up itself."""
+    store = service.store
+
+    def _save(spec: CampaignSpec, role: str, mode: str) -> Any:
+        try:
+            check_campaign(spec, service.pipeline.pack, service.pipeline.registry)
+        except CampaignError as exc:
+            return _invalid([{**p, "field": f"body.{p['field']}", "type": "campaign"} for p in exc.problems])
+        try:
+            campaign, change = store.campaign_save(spec.wire(), spec.starts_ms, spec.ends_ms, f"api:{role}", mode)
+        except CampaignConflict as exc:
+            raise HTTPException(404 if exc.missing else 409, str(exc)) from None
+        return {"campaign": _shown(campaign), "change": change}
+
+    @app.post("/v1/campaigns", tags=["campaigns"], response_model=None)
+    def create_campaign(spec: CampaignSpec, role: str = Depends(writers)) -> Any:
+        """Create a campaign; validated against the live pack like a pack rule. A name is never reused."""
+        return _save(spec, role, "create")
+
+    @app.get("/v1/campaigns", tags=["campaigns"])
+    def list_campaigns(_role: str = Depends(readers)) -> dict[str, Any]:
+        return {"campaigns": [_shown(c) for c in store.campaign_list()]}
+
+    @app.put("/v1/campaigns/{name}", tags=["campaigns"], response_model=None)
+    def change_campaign(name: str, spec: CampaignSpec, role: str = Depends(writers)) -> Any:
+        """Replace a campaign's definition (kept in its history); an ended campaign cannot change."""
+        if spec.name != name:
+            return _invalid([{"field": "body.name", "message": f"must be {name!r}, the campaign in the path",
+                              "type": "value_error"}])
+        return _save(spec, role, "change")
+
+    @app.post("/v1/campaigns/{name}/end", tags=["campaigns"])
+    def end_campaign(name: str, role: str = Depends(writers)) -> dict[str, Any]:
+        """End a campaign now: events stamped from now on are decided without it. Ending again changes nothing."""
+        try:
+            campaign, ended = store.campaign_end(name, f"api:{role}")
+        except CampaignConflict as exc:
+            raise HTTPException(404, str(exc)) from None
+        return {"campaign": _shown(campaign), "ended": ended}
+
+    @app.get("/v1/campaigns/{name}", tags=["campaigns"])
+    def get_campaign(name: str, _role: str = Depends(readers)) -> dict[str, Any]:
+        """The campaign, its history (created, changed, ended), and what of it no longer applies to the live
+        pack (an override of a rule the pack has since dropped)."""
+        campaign = store.campaign(name)
+        if campaign is None:
+            raise HTTPException(404, f"no campaign {name!r}")
+        spec = CampaignSpec.model_validate(campaign["spec"])
+        problems = compile_campaign(spec, service.pipeline.pack, service.pipeline.registry).problems
+        return {"campaign": _shown(campaign), "history": store.campaign_history(name), "problems": list(problems)}
+
+
+def _shown(campaign: dict[str, Any]) -> dict[str, Any]:
+    return {**campaign, "status": campaign_status(campaign, now_ms())}
 
 
 def _extend_openapi(app: FastAPI) -> None:

@@ -1,7 +1,9 @@
 """API keys and roles: every route names the roles it admits; no key is 401, a wrong role 403.
 
 Roles are least-privileged: an integrator (the platform backend) sends events and reads decisions; a
-moderator reads accounts and cases; an admin manages the policy pack, audit and keys.
+moderator reads accounts and cases; an admin manages the policy pack, audit and keys; compliance staff run the
+merchant registry (file applications, verify, reject, revoke: S10) and, with admins, campaign overlays (S12),
+and read the policy and decisions those touch.
 """
 
 from __future__ import annotations

@@ -39,6 +39,14 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 # Sub-apps and commands that live in their own modules register here (one import and one line each).
+from clearcircle.cli.merchants import merchants_app  # noqa: E402, I001
+app.add_typer(merchants_app, name="merchants")
+from clearcircle.cli.campaigns import campaigns_app  # noqa: E402, I001
+app.add_typer(campaigns_app, name="campaigns")
+from clearcircle.cli.text_bench import bench_text  # noqa: E402, I001
+app.command("bench-text")(bench_text)
+from clearcircle.cli.model import register as register_model_commands  # noqa: E402, I001
+register_model_commands(app)
 
 console = Console()
 err = Console(stderr=True)

@@ -43,6 +43,7 @@ class AccountState(BaseModel):
     account_type: str | None = None
     # personal / subscription / service / merchant / verified_brand; None: the account_type decides
     account_class: str | None = None
+    industry: str | None = None  # for industry tiers of quotas; set by the merchant registry
     registered_ms: int | None = None
     first_seen_ms: int | None = None
     labels: dict[str, Measure] = Field(default_factory=dict)
@@ -64,7 +65,8 @@ class AccountView:
     Each fact is computed on first read: most events need two or three of them, never all.
     """
 
-    FIELDS = ("account_id", "at_ms", "known", "account_type", "age_days", "labels", "restrictions",
+    FIELDS = ("account_id", "at_ms", "known", "account_type", "account_class", "industry", "age_days", "labels",
+              "restrictions",
               "reach_limited", "suspended", "suspended_until_ms", "banned", "strikes", "friends")
 
     def __init__(self, state: AccountState, at_ms: int) -> None:
@@ -73,6 +75,9 @@ class AccountView:
         self.account_id = state.account_id
         self.account_type = state.account_type
         self.known = state.registered_ms is not None
+        # the class set on the account (a verified merchant or brand), else its registered type
+        self.account_class = state.account_class or state.account_type or "unknown"
+        self.industry = state.industry
 
     @classmethod
     def of(cls, state: AccountState, at_ms: int) -> AccountView:
@@ -124,6 +129,9 @@ class AccountView:
     @property
     def friends(self) -> int:
         return len(self._state.friends)
+
+    def is_friend(self, other: str) -> bool:
+        return other in self._state.friends
 
     def model_dump(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in self.FIELDS}

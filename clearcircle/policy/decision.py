@@ -44,6 +44,7 @@ class Decision(BaseModel):
     subject: str
     actions: list[AppliedAction] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
+    campaigns: list[str] = Field(default_factory=list)  # S12: the campaign overlays that changed this decision
 
     def replay_line(self) -> dict[str, Any]:
         """The compact form `replay --out` writes: what a backtest compares."""

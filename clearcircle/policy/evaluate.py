@@ -6,8 +6,9 @@ enforcement applies.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clearcircle.policy.expr import ConditionRuntimeError
 from clearcircle.policy.pack import Pack, Rule
@@ -15,6 +16,9 @@ from clearcircle.policy.rules import Action
 from clearcircle.policy.verdicts import strongest
 from clearcircle.signals.context import SignalValues
 from clearcircle.signals.text import text_hits
+
+if TYPE_CHECKING:
+    from clearcircle.policy.campaigns import Patch
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class Evaluation:
     evidence: list[dict[str, Any]] = field(default_factory=list)  # validated as Evidence in tests
     requests: list[ActionRequest] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    campaigns: list[str] = field(default_factory=list)  # S12: campaigns that changed this evaluation
 
 
 def subject_of(rule: Rule, event: Any) -> str | None:
@@ -58,16 +63,23 @@ def _evidence(rule: Rule, values: SignalValues) -> list[dict[str, Any]]:
     return out
 
 
-def evaluate(pack: Pack, values: SignalValues) -> Evaluation:
-    """Run every rule of the pack that reads this event type; enforce-mode hits set the verdict."""
+def evaluate(pack: Pack, values: SignalValues, patches: Mapping[str, Patch] | None = None) -> Evaluation:
+    """Run every rule of the pack that reads this event type; enforce-mode hits set the verdict.
+
+    `patches` (rule id -> Patch) are the active campaigns' overrides (clearcircle.policy.campaigns): a patched
+    rule is evaluated as the campaigns make it, and the campaigns that changed its outcome are named.
+    """
     event = values.ctx.event
     result = Evaluation(verdict="allow")
     for rule in pack.by_event.get(event.type, ()):
+        patch = patches.get(rule.id) if patches else None
         try:
-            hit = rule.condition.evaluate(values)
+            hit = rule.condition.evaluate(values) if patch is None else patch.evaluate(values, result.campaigns)
         except ConditionRuntimeError as exc:
             result.errors.append(f"{rule.id}: {exc}")
             continue
+        if patch is not None:
+            rule = patch.rule
         if not hit:
             continue
         result.evidence.extend(_evidence(rule, values))

@@ -6,9 +6,12 @@ event types it reads, a condition over signals, an action and a mode (`enforce` 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from clearcircle.events.features import FEATURES
 from clearcircle.events.schemas import EVENT_TYPES
@@ -71,8 +74,79 @@ class Strikes(BaseModel):
     ladder: list[LadderStep] = []
 
 
+# S8/S9: who may do how much. The registered account types are the first three; a verified merchant or brand
+# is a class set by the merchant registry on top of its registered type.
+ACCOUNT_CLASSES: tuple[str, ...] = ("personal", "subscription", "service", "merchant", "verified_brand")
+AccountClass = Literal["personal", "subscription", "service", "merchant", "verified_brand"]
+Industry = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,40}$")]
+Limit = Annotated[int, Field(ge=0, le=10_000_000)]
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+
+def lookup_order(account_class: str, account_type: str | None) -> tuple[str, ...]:
+    """Where a per-class limit is looked up, most specific first: the class, then the registered type.
+
+    A verified merchant that registered as a service account keeps the service push quota unless the pack
+    gives merchants their own, so a class never silently loses a limit its type has.
+    """
+    return tuple(dict.fromkeys(c for c in (account_class, account_type) if c))
+
+
+class Tiered(BaseModel):
+    """A limit by account class, optionally by the class's industry, with a default for everyone else.
+
+    Resolution: the industry tier of the first class in the look-up order that has one for the account's
+    industry, else that class's own limit, else the next class's, else `default`. null means no limit.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    default: Limit | None = None
+    classes: dict[AccountClass, Limit | None] = {}
+    industries: dict[AccountClass, dict[Industry, Limit]] = {}
+
+    def limit(self, order: Iterable[str], industry: str | None = None) -> int | None:
+        for cls in order:
+            if industry is not None and industry in self.industries.get(cls, {}):
+                return self.industries[cls][industry]
+            if cls in self.classes:
+                return self.classes[cls]
+        return self.default
+
+
+class PushQuota(BaseModel):
+    """Pushes let through per calendar day or month (in the pack's time zone)."""
+
+    model_config = ConfigDict(extra="forbid")
+    limit: Limit
+    per: Literal["day", "month"]
+
+
+class Quotas(BaseModel):
+    """pack.yaml `quotas`: per-class limits (S8 friends and friend requests, S9 pushes), checked at arrival.
+
+    The defaults are the built-in pack's, so a pack without a `quotas:` block behaves like the shipped one.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    friends: Tiered = Tiered(default=5000, classes={"merchant": 10000, "verified_brand": 20000})
+    friend_requests_per_day: Tiered = Tiered(
+        default=200, classes={"subscription": 0, "service": 0, "merchant": 500, "verified_brand": 1000})
+    pushes: dict[AccountClass, PushQuota] = {
+        "subscription": PushQuota(limit=1, per="day"), "service": PushQuota(limit=4, per="month")}
+
+    def push_quota(self, order: Iterable[str]) -> PushQuota | None:
+        """The push quota of the first class in the look-up order that has one; None: no push quota."""
+        return next((self.pushes[c] for c in order if c in self.pushes), None)
+
+
+@functools.cache
+def zone(name: str) -> ZoneInfo:
+    """The ZoneInfo for a name (cached: quota signals ask for it on every event)."""
+    return ZoneInfo(name)
+
+
 class PackSettings(BaseModel):
-    """pack.yaml: the pack's name, strike ladder and text weights."""
+    """pack.yaml: the pack's name, strike ladder, text weights, quotas and the time zone of calendar quotas."""
 
     model_config = ConfigDict(extra="forbid")
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
@@ -80,6 +154,22 @@ class PackSettings(BaseModel):
     strikes: Strikes = Strikes()
     category_weights: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
     default_days: dict[str, Annotated[float, Field(gt=0, le=3650)]] = {}
+    # the platform's time zone: a "day" or "month" of a quota is a calendar one here, not a sliding window
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = DEFAULT_TIMEZONE
+    quotas: Quotas = Quotas()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            zone(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a folder such as 'Asia'
+            raise ValueError(f"unknown time zone {name!r} (an IANA name such as Asia/Shanghai or UTC)") from exc
+        return name
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return zone(self.timezone)
 
 
 def check_feature(feature: str | None) -> str | None:

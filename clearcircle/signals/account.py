@@ -1,7 +1,8 @@
-"""Plain account facts of the actor at the event's time: age, type, strikes, restrictions, labels."""
+"""Plain account facts of the actor at the event's time: age, type, class, strikes, restrictions, labels."""
 
 from __future__ import annotations
 
+from clearcircle.enforcement.state import AccountView
 from clearcircle.events.features import features_of
 from clearcircle.signals.context import SignalContext
 from clearcircle.signals.registry import REGISTRY
@@ -18,6 +19,20 @@ def _known(ctx: SignalContext) -> bool:
         description="personal / subscription / service, or 'unknown' before registration")
 def _type(ctx: SignalContext) -> str:
     return ctx.actor.account_type or "unknown"
+
+
+def account_class(view: AccountView) -> str:
+    """The account's class (S8): the one set on it (a verified merchant or brand), else its registered type.
+
+    An unregistered account is "unknown"; limits then fall to the pack's defaults.
+    """
+    return view.account_class
+
+
+@signal("account.class", version=1, type=str,
+        description="personal / subscription / service / merchant / verified_brand, or 'unknown' before registration")
+def _class(ctx: SignalContext) -> str:
+    return account_class(ctx.actor)
 
 
 @signal("account.age_days", version=1, type=float,

@@ -1,8 +1,10 @@
-"""Sliding-window counters per account: friend requests, posts, shares, pushes, follows, reports received.
+"""Counters per account: friend requests, posts, shares, pushes, follows, reports received.
 
 A counter is defined once here (which events hit it, keyed by which account, counting what member); the
 windowed signals read it through the CounterReader interface, so the SQLite-backed default and a Redis
-implementation are interchangeable.
+implementation are interchangeable. Two kinds of window: sliding (the last hour, 24 h, 30 days: rate limits
+on behaviour) and calendar (the day or month containing the event in the platform's time zone: quotas, S9
+"4 pushes a month" means March, not the 30 days before).
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
 
 from clearcircle.events.schemas import Event
 from clearcircle.signals.context import SignalContext
@@ -49,6 +54,8 @@ COUNTERS: dict[str, CounterDef] = {
         CounterDef("posts", frozenset({"post_created"}), _actor, _event_id),
         CounterDef("shares", frozenset({"share"}), _actor, lambda e: e.body.item),
         CounterDef("pushes", frozenset({"message_push"}), _actor, _event_id, only_allowed=True),
+        # the daily friend-request quota counts requests let through; `friend_requests` counts attempts
+        CounterDef("friend_requests_sent", frozenset({"friend_request"}), _actor, _event_id, only_allowed=True),
         CounterDef("follows", frozenset({"follow"}), _actor, lambda e: e.body.target),
         CounterDef("referrals", frozenset({"referral"}), _actor, lambda e: e.body.referee),
         CounterDef("reports_received", frozenset({"report"}), lambda e: e.body.target, _actor),
@@ -60,7 +67,9 @@ _BY_TYPE: dict[str, list[CounterDef]] = {}
 for _c in COUNTERS.values():
     for _t in _c.event_types:
         _BY_TYPE.setdefault(_t, []).append(_c)
-MAX_WINDOW_MS = 30 * DAY_MS
+# the longest window read: a calendar month (31 days) starting up to 14 h earlier in the platform's zone
+MAX_WINDOW_MS = 32 * DAY_MS
+Period = Literal["day", "month"]
 
 
 def hits_for(event: Event, allowed: bool | None = None) -> list[tuple[str, str, str]]:
@@ -84,6 +93,40 @@ def _windowed(counter: str, window_ms: int, label: str, description: str, distin
 
     REGISTRY.register_fn(f"counters.{counter}_{label}", compute, version=1, reads=definition.event_types,
                          type=int, description=description)
+
+
+def calendar_window(at_ms: int, zone: ZoneInfo, per: Period) -> tuple[int, int]:
+    """[start, end) in ms of the calendar day or month containing `at_ms`, as lived in `zone`.
+
+    Midnight is the zone's wall-clock midnight: 2026-03-31T16:30Z is already April 1st in Shanghai, so it
+    falls in April's window there and in March's in UTC.
+    """
+    local = datetime.fromtimestamp(at_ms / 1000, zone)
+    start = datetime(local.year, local.month, 1 if per == "month" else local.day, tzinfo=zone)
+    if per == "day":
+        nxt = datetime.fromordinal(start.toordinal() + 1).replace(tzinfo=zone)
+    else:
+        nxt = datetime(local.year + local.month // 12, local.month % 12 + 1, 1, tzinfo=zone)
+    return round(start.timestamp() * 1000), round(nxt.timestamp() * 1000)
+
+
+def period_label(at_ms: int, zone: ZoneInfo, per: Period) -> str:
+    """The calendar period as people name it: 2026-03-02 for a day, 2026-03 for a month."""
+    local = datetime.fromtimestamp(at_ms / 1000, zone)
+    return local.strftime("%Y-%m-%d" if per == "day" else "%Y-%m")
+
+
+def count_in_period(ctx: SignalContext, counter: str, zone: ZoneInfo, per: Period) -> int:
+    """Hits of `counter` for the event's key in the whole calendar period containing the event.
+
+    The whole period, not just up to the event: a quota is per day or month, so an event arriving late
+    (stamped 10:00, after a push stamped 12:00 went out) still finds that day's quota used. For a quota
+    counter (only_allowed) the event being decided is not in it: it is recorded only if let through.
+    """
+    definition = COUNTERS[counter]
+    start, end = calendar_window(ctx.at_ms, zone, per)
+    # the reader's window is (since, until]: a hit at exactly midnight belongs to the new period
+    return ctx.counters.count(definition.key(ctx.event), counter, start - 1, end - 1)
 
 
 _windowed("friend_requests", HOUR_MS, "1h", "friend requests sent in the last hour")

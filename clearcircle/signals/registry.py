@@ -87,7 +87,8 @@ REGISTRY = SignalRegistry()
 
 def load_builtin_signals() -> SignalRegistry:
     """Import the built-in signal modules (they register on import) and any plug-ins; returns REGISTRY."""
-    from clearcircle.signals import account, counters, event_fields, identity, marketing, text  # noqa: F401
+    import clearcircle.signals.merchant  # noqa: F401  (merchant registry and food-sale signals, S10)
+    from clearcircle.signals import account, counters, event_fields, identity, marketing, quota, text  # noqa: F401
 
     for ep in entry_points(group="clearcircle.signals"):
         ep.load()

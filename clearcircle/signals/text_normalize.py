@@ -1,10 +1,11 @@
 """Text normalisation for keyword matching that keeps an exact map back to what the user wrote.
 
-Spammers dodge keyword lists by writing 加​微​信 (zero-width spaces), 加 微 信, 加-V, ＷＸ (full width), 加V
-or 好好好好好好. `normalize` folds those variants onto one canonical form so a lexicon term written once
-(``加微信``, ``wx``) matches all of them, and records for every normalised character the index of the
-original character it came from: evidence shown to moderators and regulators is then always the user's
-own text (`Normalized.span`), never our rewrite of it.
+Spammers dodge keyword lists by writing 加​微​信 (zero-width spaces), 加 微 信, 加-V, ＷＸ (full width), 加V,
+加薇信, 發展下線 (traditional), 一三八一二三四五六七八 or 好好好好好好. `normalize` folds those variants onto one
+canonical form so a lexicon term written once (``加微信``, ``wx``) matches all of them, and records for every
+normalised character the index of the original character it came from: evidence shown to moderators and
+regulators is then always the user's own text (`Normalized.span`), never our rewrite of it. It is the one
+normaliser every text signal uses (lexicon, entities, the classifier's features).
 
 The invariant that makes the offset map exact: every step maps ONE original character to ZERO or ONE
 output character, and the kept characters stay in order (``offsets`` is strictly increasing). The steps:
@@ -12,24 +13,35 @@ output character, and the kept characters stay in order (``offsets`` is strictly
 1. Fold each character: NFKC when the result is a single character (full width -> half width, ① -> 1,
    ｶ -> カ); when NFKC gives several characters that are one letter or digit plus punctuation or spaces
    (㈠ -> "(一)", ⒈ -> "1."), that letter or digit; then case folding when it gives a single character.
-   `Normalizer.char_map` (empty by default) is applied last: the extension point for the later
-   traditional -> simplified (OpenCC single-character table) and homophone (薇 -> 微) maps.
-2. Drop invisible characters everywhere: format characters (category Cf: U+200B..U+200F, U+2060..U+2064,
+   With the standard variant tables (`variants=True`, the default; see `variants.py`): digit forms NFKC
+   leaves alone become ASCII digits (❶ ➀ ⓵ ١ -> 1), and traditional characters become simplified ones
+   (OpenCC, single characters: 發 -> 发, 線 -> 线). `Normalizer.char_map` (empty by default) is applied
+   last: the extension point for further one-character tables.
+2. Contact cues written with symbols (standard tables only): a plus sign right before a contact word
+   becomes 加 (+V, ➕vx -> 加v, 加vx), a heart right after V or 微 becomes 心 (V❤ -> v心, "V xin", WeChat).
+   Everywhere else these symbols stay separators.
+3. Drop invisible characters everywhere: format characters (category Cf: U+200B..U+200F, U+2060..U+2064,
    U+FEFF, U+00AD, bidi controls, tag characters), non-spacing and enclosing marks (Mn/Me: variation
    selectors, strike-through overlays like 加̶微̶信, keycap marks) and the Hangul fillers (U+115F, U+1160,
    U+3164, U+FFA0) that render as blanks.
-3. Separators (everything that is neither a word character -- letter, digit, spacing mark -- nor dropped:
+4. Separators (everything that is neither a word character -- letter, digit, spacing mark -- nor dropped:
    whitespace, punctuation, symbols, emoji) that stand between two word characters are removed when the
    run has at most `max_gap` (3) of them, and replaced by ONE space (mapped to the run's first separator)
    when it is longer, so words far apart never join. Separators at the start or end of the text are kept.
-4. A character repeated more than `max_repeat` (3) times in a row is cut to `max_repeat` copies.
+5. Ideographic numerals (一二三, 壹贰叁, 〇零幺; standard tables only) become ASCII digits inside a run of at
+   least three numerals or digits, counted after step 4: 一三八 一二三四 五六七八 -> 13812345678, 1三8 -> 138,
+   while 一起, 三四个人 and 乱七八糟 keep their characters. 一 is the commonest character in Chinese text and
+   two-numeral runs are everyday approximations; no phone, QQ number or price worth finding is that short.
+6. A character repeated more than `max_repeat` (3) times in a row is cut to `max_repeat` copies, except
+   ASCII digits: 13888888888 and QQ 88888888 are numbers, not emphasis.
 
-Steps that need one-to-many output (pinyin, spelling 微信 as "weixin") do not belong here: they should
-build a second view of the text with its own offsets, so this map stays one-to-one.
+Steps that need one-to-many output (pinyin, spelling 微信 as "weixin" or "wx") do not belong here: the
+lexicon matches them as extra spellings of its terms (`variants.key_word_aliases`, `pinyin_aliases`), so
+this map stays one-to-one.
 
 Speed: the per-character work runs in C (`str.translate` over cached tables, `itertools.compress`, regex
-over a string of character kinds); Python only loops over the rare long separator runs, the separators at
-the ends and repeats. A 200-character post normalises in about 40 µs on a slow two-core CI machine.
+over the text); Python only loops over the rare long separator runs, the separators at the ends, plus signs
+and hearts, and repeats. The OpenCC table is built once per process (about 30 ms) and then costs nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +52,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import compress
 from typing import Final
+
+from clearcircle.signals import variants as _variants
 
 __all__ = ["DEFAULT_NORMALIZER", "DROP", "SEP", "WORD", "Normalized", "Normalizer", "normalize"]
 
@@ -58,6 +72,13 @@ _SELECT: Final = bytes(1 if b == ord(WORD) else 0 for b in range(256))
 _DROPPED: Final = "\x00"
 _SEPARATOR: Final = "\x01"
 _SENTINELS: Final = _DROPPED + _SEPARATOR
+# A separator that may read as a character next to a contact word (+, ➕, ❤): step 2 decides, then it is
+# either that character or a plain `_SEPARATOR`. Marked in the fold table so finding one is a C-level `in`.
+_CUE: Final = "\x02"
+# folded text -> kinds: every non-sentinel is a word character.
+_NOT_SENTINEL: Final = re.compile("[^\x00\x01]")
+_SENTINEL_KINDS: Final = {0: DROP, 1: SEP}
+_SPACES: Final = frozenset(" \t\u3000\u00a0")
 
 
 @dataclass(frozen=True)
@@ -130,24 +151,29 @@ class _FoldTable(dict[int, str]):
         if not folded:
             folded = _DROPPED
         elif _kind_of_folded(folded) == SEP:
-            folded = _SEPARATOR
+            folded = _CUE if self._normalizer.variants and ch in _CUE_CHARS else _SEPARATOR
         if len(self) < _CACHE_LIMIT:
             self[key] = folded
         return folded
 
 
-class _KindTable(dict[int, str]):
-    """`str.translate` table: ordinal -> 'w' (word), 's' (separator) or 'd' (dropped)."""
+_CUE_CHARS: Final = _variants.PLUS_SIGNS | _variants.HEARTS
+_XIN_LIKE: Final = frozenset(_variants.WECHAT_SECOND + "x")
+
+
+class _ViewTable(dict[int, str]):
+    """`str.translate` table for `Normalizer.view`: every character folded, separators included."""
 
     def __init__(self, normalizer: Normalizer) -> None:
         super().__init__()
         self._normalizer = normalizer
 
     def __missing__(self, key: int) -> str:
-        kind = self._normalizer.char_kind(chr(key))
+        ch = chr(key)
+        folded = self._normalizer.fold_char(ch) or ch
         if len(self) < _CACHE_LIMIT:
-            self[key] = kind
-        return kind
+            self[key] = folded
+        return folded
 
 
 class Normalizer:
@@ -156,13 +182,20 @@ class Normalizer:
     A lexicon must normalise its terms and the texts it reads with the same instance, or terms and texts
     would not meet. Instances are safe to share between threads (the caches only ever gain equal entries).
 
-    `char_map` is applied after NFKC and case folding (so its keys are folded characters: lower case, half
-    width): each key is one character, each value one character or "" (drop it). It is how later tables
-    (traditional -> simplified, homophones, look-alikes) plug in without touching the rest of the pipeline.
+    `variants` (default True) turns on the standard variant tables of `variants.py`: traditional ->
+    simplified, digit forms, ideographic numerals in runs, plus signs and hearts around contact words.
+    `char_map` is applied after them (so its keys are folded, simplified characters: lower case, half
+    width): each key is one character, each value one character or "" (drop it). It is how further tables
+    (look-alikes, a campaign's own homophones) plug in without touching the rest of the pipeline.
     """
 
     def __init__(
-        self, char_map: Mapping[str, str] | None = None, *, max_gap: int = 3, max_repeat: int = 3
+        self,
+        char_map: Mapping[str, str] | None = None,
+        *,
+        max_gap: int = 3,
+        max_repeat: int = 3,
+        variants: bool = True,
     ) -> None:
         if max_gap < 0 or max_repeat < 1:
             raise ValueError("max_gap must be >= 0 and max_repeat >= 1")
@@ -172,19 +205,30 @@ class Normalizer:
                 raise ValueError(f"char_map maps one character to at most one: {key!r} -> {value!r}")
         self.max_gap = max_gap
         self.max_repeat = max_repeat
+        self.variants = variants
+        self._t2s: dict[str, str] = _variants.t2s_table() if variants else {}
         self._fold = _FoldTable(self)
-        self._kind = _KindTable(self)
+        self._view = _ViewTable(self)
         self._separators: dict[str, str] = {}
         # Over a string of kinds: a whole separator run between two word characters, longer than max_gap.
         self._long_run = re.compile(rf"(?<={WORD})(?:{DROP}*{SEP}){{{max_gap + 1},}}{DROP}*(?={WORD})")
         self._long_sep = _SEPARATOR * (max_gap + 1)
-        self._repeat = re.compile(rf"(.)\1{{{max_repeat},}}", re.DOTALL)
+        self._repeat = re.compile(rf"([^0-9])\1{{{max_repeat},}}", re.DOTALL)
+        self._numeral_run: re.Pattern[str] | None = None
+        self._numerals: dict[int, str] = {}
+        if variants:
+            numerals = "".join(_variants.CONTEXT_NUMERALS)
+            self._numeral_run = re.compile(f"[0-9{numerals}]{{{_variants.NUMERAL_RUN},}}")
+            self._numerals = str.maketrans(_variants.CONTEXT_NUMERALS)
 
     def fold_char(self, ch: str) -> str:
         """The character `ch` becomes, ignoring its neighbours; "" when it is always dropped."""
         if _is_invisible(ch):
             return ""
         folded = _base_fold(ch)
+        if self.variants:
+            folded = _variants.digit_form(folded) or folded
+            folded = self._t2s.get(folded, folded)
         folded = self.char_map.get(folded, folded)
         if folded and _kind_of_folded(folded) == DROP:
             return ""
@@ -197,33 +241,82 @@ class Normalizer:
 
     def has_separator(self, text: str) -> bool:
         """Whether `text` holds a separator: a word boundary once the text is normalised away."""
-        return _SEPARATOR in text.translate(self._fold)
+        folded = text.translate(self._fold)
+        return _SEPARATOR in folded or _CUE in folded  # a plus sign or heart left in a gap is a separator
+
+    def view(self, text: str) -> str:
+        """`text` with every character folded (step 1) and nothing removed: same length, same offsets.
+
+        For patterns whose punctuation matters (URLs, ¥99, 9.9元), which the normalised text has dropped.
+        Invisible characters are kept as they are.
+        """
+        return text.translate(self._view)
 
     def normalize(self, text: str) -> Normalized:
         """Normalise `text`; see the module docstring for the steps."""
         n = len(text)
         marked = text.translate(self._fold)
+        if _CUE in marked:
+            marked = self._contact_symbols(text, marked)
         if _DROPPED not in marked and _SEPARATOR not in marked:
             out, offsets = marked, tuple(range(n))
         else:
             core = marked.strip(_SENTINELS)  # from the first to the last word character
             lead = n - len(marked.lstrip(_SENTINELS)) if core else n
             end = lead + len(core)
-            out, offsets = self._core(text, core, lead) if core else ("", ())
+            out, offsets = self._core(core, lead) if core else ("", ())
             if lead or end < n:
                 left, left_offsets = self._edge(text, marked, 0, lead)
                 right, right_offsets = self._edge(text, marked, end, n)
                 out = left + out + right
                 offsets = left_offsets + offsets + right_offsets
+        if self._numeral_run is not None and self._numeral_run.search(out) is not None:
+            out = self._numeral_run.sub(self._digits, out)  # same length: offsets unchanged
         if self._repeat.search(out) is not None:
             out, offsets = self._collapse_repeats(out, offsets)
         return Normalized(out, offsets, text)
 
-    def _core(self, text: str, core: str, base: int) -> tuple[str, tuple[int, ...]]:
-        """Step 3 between the first and last word character, where every separator run has words around it."""
+    def _digits(self, run: re.Match[str]) -> str:
+        return run.group().translate(self._numerals)
+
+    def _contact_symbols(self, text: str, marked: str) -> str:
+        """Step 2: a plus sign before a contact word reads 加, a heart after V reads 心 (same length).
+
+        `marked` holds `_CUE` where the text has a plus sign or a heart; each becomes 加, 心 or a separator.
+        """
+        n = len(text)
+        chars = list(marked)
+        i = marked.find(_CUE)
+        while i >= 0:
+            becomes = _SEPARATOR
+            if text[i] in _variants.HEARTS:
+                j = i - 1
+                while j >= 0 and marked[j] == _DROPPED:
+                    j -= 1
+                k = i + 1  # 微❤信 is 微信 with a heart in it, not 微心 + 信
+                while k < n and marked[k] in _SENTINELS + _CUE:
+                    k += 1
+                if j >= 0 and marked[j] in _variants.HEART_AFTER and (k == n or marked[k] not in _XIN_LIKE):
+                    becomes = "心"
+            else:  # not an operator: nothing glued before it (1+v, C++ vs), a contact word after it
+                k = i - 1
+                while k >= 0 and marked[k] == _DROPPED:
+                    k -= 1
+                infix = k >= 0 and (marked[k] == _CUE or (marked[k].isascii() and marked[k].isalnum()))
+                j = i + 1
+                while j < n and (marked[j] == _DROPPED or text[j] in _SPACES):
+                    j += 1
+                if not infix and j < n and marked[j] in _variants.PLUS_BEFORE:
+                    becomes = "加"
+            chars[i] = becomes
+            i = marked.find(_CUE, i + 1)
+        return "".join(chars)
+
+    def _core(self, core: str, base: int) -> tuple[str, tuple[int, ...]]:
+        """Step 4 between the first and last word character, where every separator run has words around it."""
         end = base + len(core)
         if self._long_sep in core.replace(_DROPPED, ""):  # some run is too long: one space stands for it
-            kinds = text[base:end].translate(self._kind)
+            kinds = _NOT_SENTINEL.sub(WORD, core).translate(_SENTINEL_KINDS)
             sel = bytearray(kinds, "ascii").translate(_SELECT)  # word characters only, by default
             src = list(core)
             for m in self._long_run.finditer(kinds):
@@ -260,5 +353,5 @@ DEFAULT_NORMALIZER: Final = Normalizer()
 
 
 def normalize(text: str) -> Normalized:
-    """Normalise `text` with the default settings (no extra character map, gap 3, repeat 3)."""
+    """Normalise `text` with the default settings (standard variant tables, gap 3, repeat 3)."""
     return DEFAULT_NORMALIZER.normalize(text)

@@ -8,18 +8,23 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import orjson
-from sqlalchemy import desc, func, select, update
+from sqlalchemy import Connection, desc, func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from clearcircle.audit.chain import AuditRow, Finding, verify
 from clearcircle.enforcement.state import AccountState
+from clearcircle.merchants import registry as merchant_registry
+from clearcircle.merchants.registry import MerchantRecord
 from clearcircle.store import tables as t
 from clearcircle.store.db import check_current, make_engine, upgrade
 from clearcircle.store.unit import UnitOfWork, WorkingSet, append_audit, dumps, read_head
 
-ROLES = ("integrator", "moderator", "admin")
+# compliance: merchant licences (S10) and campaign overlays (S12)
+ROLES = ("integrator", "moderator", "admin", "compliance")
 
 
 def now_ms() -> int:
@@ -197,3 +202,186 @@ class Store:
                 select(t.api_keys.c.role).where(t.api_keys.c.key_hash == self._key_hash(secret),
                                                 t.api_keys.c.active.is_(True))
             ).scalar_one_or_none()
+
+    # -- merchant registry (S10) ----------------------------------------------------------------------------------
+    # The steps themselves (states, transitions, validation) are clearcircle.merchants.registry's; the store runs
+    # each in one transaction with its history row and its audit entry.
+
+    def merchant(self, account: str) -> MerchantRecord | None:
+        with self.engine.connect() as conn:
+            return merchant_registry.get(conn, account)
+
+    def merchant_list(self, state: str | None = None, at_ms: int | None = None, limit: int = 100,
+                      offset: int = 0) -> list[MerchantRecord]:
+        """Records by account; `state` filters on the state at `at_ms` (default now), expired included."""
+        at_ms = now_ms() if at_ms is None else at_ms
+        query = select(t.merchants).order_by(t.merchants.c.account)
+        if state is not None:
+            stored = "verified" if state == "expired" else state
+            query = query.where(t.merchants.c.status == stored)
+        with self.engine.connect() as conn:
+            records = [merchant_registry.MerchantRecord.from_row(r) for r in conn.execute(query)]
+        if state is not None:
+            records = [r for r in records if r.state_at(at_ms) == state]
+        return records[offset : offset + limit]
+
+    def merchant_history(self, account: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return merchant_registry.history(conn, account)
+
+    def merchant_apply(self, account: str, company_name: str, credit_code: str, food_licence: str | None,
+                       categories: list[str], by: str) -> merchant_registry.Step:
+        """An application filed by staff (not an event): the same step as the pipeline's, at the current time."""
+        at = now_ms()
+        with self.engine.begin() as conn:
+            current = merchant_registry.get(conn, account, lock=True)
+            step = merchant_registry.application(current, account, company_name, credit_code, food_licence,
+                                                 categories, f"staff:{by}:{at}", at)
+            self._merchant_write(conn, step, current is not None, at, by)
+        return step
+
+    def merchant_step(self, account: str, action: str, by: str, *, reason: str | None = None,
+                      licence_expires: date | None = None) -> merchant_registry.Step:
+        """verify / reject / revoke one record. Raises merchant_registry.NotFound, TransitionError (the state
+        does not allow it) or ValueError (a bad argument)."""
+        at = now_ms()
+        with self.engine.begin() as conn:
+            current = merchant_registry.get(conn, account, lock=True)
+            if current is None:
+                raise merchant_registry.NotFound(account)
+            if action == "verify":
+                step = merchant_registry.verify(current, licence_expires, at)
+            elif action in ("reject", "revoke"):
+                if not reason or not reason.strip():
+                    raise ValueError(f"reason: required to {action}")
+                fn = merchant_registry.reject if action == "reject" else merchant_registry.revoke
+                step = fn(current, reason, at)
+            else:
+                raise ValueError(f"unknown merchant step {action!r}")
+            self._merchant_write(conn, step, True, at, by)
+        return step
+
+    @staticmethod
+    def _merchant_write(conn: Connection, step: merchant_registry.Step, existed: bool, at: int, by: str) -> None:
+        if not step.changed:
+            return
+        merchant_registry.save(conn, step.record, existed)
+        merchant_registry.add_history(conn, step.record, step.step, at, by, step.detail)
+        append_audit(conn, [(at, f"merchant_{step.step}", step.record.account,
+                             dumps({"status": step.record.status, "by": by, **step.detail}))])
+
+    # -- campaigns (S12) ----------------------------------------------------------------------------------------------
+    # Specs arrive validated (clearcircle.policy.campaigns.parse_campaign); the store keeps them, their history
+    # and an audit entry per change. The pipeline reads them through CampaignRows.
+
+    def campaign(self, name: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.campaigns).where(t.campaigns.c.name == name)).first()
+        return None if row is None else _campaign(row)
+
+    def campaign_list(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.campaigns).order_by(t.campaigns.c.starts_ms, t.campaigns.c.name)).all()
+        return [_campaign(r) for r in rows]
+
+    def campaign_history(self, name: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.campaign_history).where(t.campaign_history.c.name == name)
+                                .order_by(t.campaign_history.c.seq)).all()
+        return [{"seq": r.seq, "at_ms": r.at_ms, "change": r.change, "revision": r.revision, "by": r.by,
+                 "spec": orjson.loads(r.spec)} for r in rows]
+
+    def campaign_save(self, spec: dict[str, Any], starts_ms: int, ends_ms: int, by: str,
+                      mode: str = "upsert") -> tuple[dict[str, Any], str]:
+        """Create (`create`), change (`change`) or either (`upsert`) a campaign. Returns (campaign, change):
+        change is created / changed / unchanged. Raises CampaignConflict: exists (create), unknown (change),
+        or already ended (an ended campaign is final: decisions name it as it was)."""
+        name, at = spec["name"], now_ms()
+        text = dumps(spec)
+        with self.engine.begin() as conn:
+            query = select(t.campaigns).where(t.campaigns.c.name == name)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()
+            row = conn.execute(query).first()
+            if row is None:
+                if mode == "change":
+                    raise CampaignConflict(f"no campaign {name!r}", missing=True)
+                revision, change = 1, "created"
+                try:
+                    with conn.begin_nested():
+                        conn.execute(t.campaigns.insert().values(
+                            name=name, spec=text, starts_ms=starts_ms, ends_ms=ends_ms, ended_ms=None,
+                            revision=revision, created_ms=at, updated_ms=at))
+                except IntegrityError:
+                    raise CampaignConflict(f"campaign {name!r} already exists") from None
+            else:
+                if mode == "create":
+                    raise CampaignConflict(f"campaign {name!r} already exists (change it, or pick a new name)")
+                if row.ended_ms is not None:
+                    raise CampaignConflict(f"campaign {name!r} was ended; an ended campaign is final (create a "
+                                           "new one)")
+                if row.spec == text:
+                    return _campaign(row), "unchanged"
+                revision, change = row.revision + 1, "changed"
+                conn.execute(update(t.campaigns).where(t.campaigns.c.name == name).values(
+                    spec=text, starts_ms=starts_ms, ends_ms=ends_ms, revision=revision, updated_ms=at))
+            conn.execute(t.campaign_history.insert().values(name=name, at_ms=at, change=change, revision=revision,
+                                                            by=by, spec=text))
+            append_audit(conn, [(at, f"campaign_{change}", f"campaign:{name}",
+                                 dumps({"revision": revision, "by": by, "spec": spec}))])
+            saved = conn.execute(select(t.campaigns).where(t.campaigns.c.name == name)).first()
+        return _campaign(saved), change
+
+    def campaign_end(self, name: str, by: str) -> tuple[dict[str, Any], bool]:
+        """End a campaign now (it stops applying to events stamped from now on). Returns (campaign, whether
+        this call ended it: False when it was already ended). Raises CampaignConflict if there is none."""
+        at = now_ms()
+        with self.engine.begin() as conn:
+            query = select(t.campaigns).where(t.campaigns.c.name == name)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()
+            row = conn.execute(query).first()
+            if row is None:
+                raise CampaignConflict(f"no campaign {name!r}", missing=True)
+            if row.ended_ms is not None:
+                return _campaign(row), False
+            revision = row.revision + 1
+            conn.execute(update(t.campaigns).where(t.campaigns.c.name == name)
+                         .values(ended_ms=at, revision=revision, updated_ms=at))
+            conn.execute(t.campaign_history.insert().values(name=name, at_ms=at, change="ended", revision=revision,
+                                                            by=by, spec=row.spec))
+            append_audit(conn, [(at, "campaign_ended", f"campaign:{name}", dumps({"revision": revision, "by": by}))])
+            saved = conn.execute(select(t.campaigns).where(t.campaigns.c.name == name)).first()
+        return _campaign(saved), True
+
+
+class CampaignConflict(ValueError):
+    """A campaign change the stored campaigns do not allow (HTTP 409; `missing`: 404)."""
+
+    def __init__(self, message: str, missing: bool = False) -> None:
+        self.missing = missing
+        super().__init__(message)
+
+
+def _campaign(row: Any) -> dict[str, Any]:
+    return {"name": row.name, "spec": orjson.loads(row.spec), "starts_ms": row.starts_ms, "ends_ms": row.ends_ms,
+            "ended_ms": row.ended_ms, "revision": row.revision, "created_ms": row.created_ms,
+            "updated_ms": row.updated_ms}
+
+
+class CampaignRows:
+    """The pipeline's read of the campaigns, on the batch's own connection (see policy.campaigns.CampaignBook).
+
+    The version is the length of the append-only history: it grows with every committed change whatever the
+    commit order of concurrent writers, which a max(seq) or max(updated_ms) would not guarantee.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def version(self) -> int:
+        return self.conn.execute(select(func.count()).select_from(t.campaign_history)).scalar_one()
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{"spec": orjson.loads(r.spec), "created_ms": r.created_ms, "ended_ms": r.ended_ms}
+                for r in self.conn.execute(select(t.campaigns).order_by(t.campaigns.c.name))]

@@ -111,3 +111,61 @@ api_keys = Table(
     Column("revoked_ms", BigInteger, nullable=True),
     Column("active", Boolean, nullable=False, default=True),
 )
+
+# -- merchant registry (S10) and campaign overlays (S12): migration 0002 ------------------------------------------
+
+merchants = Table(
+    "merchants",
+    metadata,
+    Column("account", String(128), primary_key=True),
+    Column("company_name", String(200), nullable=False),
+    Column("credit_code", String(64), nullable=False),
+    Column("food_licence", String(64), nullable=True),
+    Column("categories", Text, nullable=False),  # JSON list
+    Column("status", String(20), nullable=False),  # pending / verified / rejected / revoked (expired: computed)
+    Column("reason", Text, nullable=True),
+    Column("licence_expires", String(10), nullable=True),  # ISO date, Asia/Shanghai; valid through that day
+    Column("application_id", String(160), nullable=False),
+    Column("applied_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+Index("ix_merchants_status", merchants.c.status)
+
+merchant_history = Table(
+    "merchant_history",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("account", String(128), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("step", String(40), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("by", String(128), nullable=False),
+    Column("detail", Text, nullable=False),  # JSON
+)
+Index("ix_merchant_history_account", merchant_history.c.account, merchant_history.c.seq)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("spec", Text, nullable=False),  # JSON, as validated
+    Column("starts_ms", BigInteger, nullable=False),
+    Column("ends_ms", BigInteger, nullable=False),
+    Column("ended_ms", BigInteger, nullable=True),  # ended early by staff
+    Column("revision", Integer, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+campaign_history = Table(
+    "campaign_history",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("change", String(20), nullable=False),  # created / changed / ended
+    Column("revision", Integer, nullable=False),
+    Column("by", String(128), nullable=False),
+    Column("spec", Text, nullable=False),
+)
+Index("ix_campaign_history_name", campaign_history.c.name, campaign_history.c.seq)

@@ -1,0 +1,151 @@
+"""Quota signals (S8, S9): each account class's limits from the pack, what is used and what is left.
+
+Limits live in pack.yaml `quotas` (policy staff change them without code); the day and month of a quota are
+calendar ones in the pack's `timezone`. Every value is computed for the actor's class (`account.class`), and
+"left" is the room *before* this event: a quota rule fires when nothing is left, and its decision shows 0.
+Quota counters count only what was let through, so a refused push or request never uses up the quota.
+"""
+
+from __future__ import annotations
+
+from clearcircle.enforcement.state import AccountView
+from clearcircle.policy.rules import PackSettings, PushQuota, Tiered, lookup_order
+from clearcircle.signals.account import account_class
+from clearcircle.signals.context import SignalContext
+from clearcircle.signals.counters import count_in_period, period_label
+from clearcircle.signals.registry import REGISTRY
+
+signal = REGISTRY.signal
+_DEFAULTS = PackSettings(name="defaults")
+_FRIENDS = ("friend_request", "friend_request_answered")
+_REQUESTS = ("friend_request",)
+_PUSHES = ("message_push",)
+
+
+def settings_of(ctx: SignalContext) -> PackSettings:
+    """The pack's settings; a context built without a pack (a unit test) gets the built-in defaults."""
+    settings = ctx.resources.get("settings")
+    return settings if isinstance(settings, PackSettings) else _DEFAULTS
+
+
+def industry_of(view: AccountView) -> str | None:
+    """The industry an account is registered in, for industry tiers (None: no industry tier applies)."""
+    return view.industry
+
+
+def tier_limit(tiered: Tiered, view: AccountView) -> int | None:
+    """The account's limit in a tiered quota: by class (then registered type), industry, then default."""
+    return tiered.limit(lookup_order(account_class(view), view.account_type), industry_of(view))
+
+
+def _left(limit: int | None, used: int) -> int | None:
+    return None if limit is None else max(0, limit - used)
+
+
+# --- friends (S8) -------------------------------------------------------------------------------------------
+
+
+def _friends_limit_of(ctx: SignalContext, view: AccountView) -> int | None:
+    return tier_limit(settings_of(ctx).quotas.friends, view)
+
+
+@signal("quota.friends_limit", version=1, type=int,
+        description="the most friends the actor's class may have (pack quotas.friends); none: no limit")
+def _friends_limit(ctx: SignalContext) -> int | None:
+    return _friends_limit_of(ctx, ctx.actor)
+
+
+@signal("quota.friends_left", version=1, type=int,
+        description="friends the actor may still add before this event: friends limit - account.friends")
+def _friends_left(ctx: SignalContext) -> int | None:
+    return _left(_friends_limit_of(ctx, ctx.actor), ctx.actor.friends)
+
+
+@signal("quota.target_friends_left", version=1, type=int, reads=_FRIENDS,
+        description="friends the other person (body.target) may still add before this event")
+def _target_friends_left(ctx: SignalContext) -> int | None:
+    other = ctx.lookups.account(ctx.event.body.target, ctx.at_ms)
+    return _left(_friends_limit_of(ctx, other), other.friends)
+
+
+@signal("quota.adds_friend", version=1, type=bool, reads=("friend_request_answered",),
+        description="this answer would make the two friends (accepted, and not friends already)")
+def _adds_friend(ctx: SignalContext) -> bool:
+    body = ctx.event.body
+    return bool(body.accepted) and not ctx.actor.is_friend(body.target)
+
+
+# --- friend requests per calendar day (S7, S8) ----------------------------------------------------------------
+
+
+def _requests(ctx: SignalContext) -> tuple[int | None, int]:
+    if "_quota_requests" not in ctx.memo:
+        settings = settings_of(ctx)
+        limit = tier_limit(settings.quotas.friend_requests_per_day, ctx.actor)
+        used = count_in_period(ctx, "friend_requests_sent", settings.zone, "day")
+        ctx.memo["_quota_requests"] = (limit, used)
+    return ctx.memo["_quota_requests"]
+
+
+@signal("quota.friend_requests_limit_day", version=1, type=int, reads=_REQUESTS,
+        description="friend requests the actor's class may send per calendar day; none: no limit")
+def _requests_limit(ctx: SignalContext) -> int | None:
+    return _requests(ctx)[0]
+
+
+@signal("quota.friend_requests_used_day", version=1, type=int, reads=_REQUESTS,
+        description="friend requests let through this calendar day (platform time zone), before this one")
+def _requests_used(ctx: SignalContext) -> int:
+    return _requests(ctx)[1]
+
+
+@signal("quota.friend_requests_left_day", version=1, type=int, reads=_REQUESTS,
+        description="friend requests the actor may still send this calendar day, before this one")
+def _requests_left(ctx: SignalContext) -> int | None:
+    return _left(*_requests(ctx))
+
+
+# --- pushes per calendar day or month (S9) --------------------------------------------------------------------
+
+
+def _pushes(ctx: SignalContext) -> tuple[PushQuota | None, int | None]:
+    if "_quota_pushes" not in ctx.memo:
+        settings = settings_of(ctx)
+        quota = settings.quotas.push_quota(lookup_order(account_class(ctx.actor), ctx.actor.account_type))
+        used = None if quota is None else count_in_period(ctx, "pushes", settings.zone, quota.per)
+        ctx.memo["_quota_pushes"] = (quota, used)
+    return ctx.memo["_quota_pushes"]
+
+
+@signal("quota.pushes_per", version=1, type=str, reads=_PUSHES,
+        description="the period of the actor's push quota: day or month (calendar, platform time zone)")
+def _pushes_per(ctx: SignalContext) -> str | None:
+    quota = _pushes(ctx)[0]
+    return None if quota is None else quota.per
+
+
+@signal("quota.pushes_period", version=1, type=str, reads=_PUSHES,
+        description="the calendar day (2026-03-02) or month (2026-03) the push counts against")
+def _pushes_period(ctx: SignalContext) -> str | None:
+    quota = _pushes(ctx)[0]
+    return None if quota is None else period_label(ctx.at_ms, settings_of(ctx).zone, quota.per)
+
+
+@signal("quota.pushes_limit", version=1, type=int, reads=_PUSHES,
+        description="pushes the actor's class may send per period; none: no push quota")
+def _pushes_limit(ctx: SignalContext) -> int | None:
+    quota = _pushes(ctx)[0]
+    return None if quota is None else quota.limit
+
+
+@signal("quota.pushes_used", version=1, type=int, reads=_PUSHES,
+        description="pushes let through in the period, before this one (refused pushes do not count)")
+def _pushes_used(ctx: SignalContext) -> int | None:
+    return _pushes(ctx)[1]
+
+
+@signal("quota.pushes_left", version=1, type=int, reads=_PUSHES,
+        description="pushes the actor may still send in the period, before this one")
+def _pushes_left(ctx: SignalContext) -> int | None:
+    quota, used = _pushes(ctx)
+    return None if quota is None or used is None else _left(quota.limit, used)
