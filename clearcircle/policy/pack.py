@@ -71,7 +71,7 @@ class Pack:
     @property
     def resources(self) -> dict[str, Any]:
         """What signals may read from the pack (keyword lists, weights, quotas and time zone in settings)."""
-        return {"lexicon": self.lexicon, "category_weights": self.settings.category_weights, "settings": self.settings}
+        return {"lexicon": self.lexicon, "settings": self.settings}
 
     def rule(self, rule_id: str) -> Rule:
         for r in self.rules:

@@ -146,13 +146,12 @@ def zone(name: str) -> ZoneInfo:
 
 
 class PackSettings(BaseModel):
-    """pack.yaml: the pack's name, strike ladder, text weights, quotas and the time zone of calendar quotas."""
+    """pack.yaml: the pack's name, strike ladder, default measure lengths, quotas and the quota time zone."""
 
     model_config = ConfigDict(extra="forbid")
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     description: str = ""
     strikes: Strikes = Strikes()
-    category_weights: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
     default_days: dict[str, Annotated[float, Field(gt=0, le=3650)]] = {}
     # the platform's time zone: a "day" or "month" of a quota is a calendar one here, not a sliding window
     timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = DEFAULT_TIMEZONE
