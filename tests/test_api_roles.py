@@ -38,6 +38,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/decisions/{event_id:path}"): ALL,
     ("GET", "/v1/accounts/{account_id:path}"): STAFF,
     ("GET", "/v1/accounts/{account_id:path}/history"): STAFF,
+    ("GET", "/v1/accounts/{account_id:path}/quotas"): REGISTRY_READERS,
     ("GET", "/v1/policy"): REGISTRY_READERS,
     ("POST", "/v1/policy/validate"): frozenset({"admin"}),
     ("GET", "/v1/audit/verify"): frozenset({"admin"}),

@@ -293,3 +293,20 @@ def test_bench_prints_events_per_second():
     assert result.exit_code == 0, result.output
     assert "events/s" in result.output
     assert re.search(r"end to end: [\d,]+ events/s", result.output)
+
+
+def test_quotas_command_shows_the_push_quota(sqlite_url, tmp_path):
+    events = [
+        {"id": "q-reg", "type": "account_registered", "occurred_at": "2026-03-01T08:00:00+08:00",
+         "actor": "svc-acct", "body": {"account_type": "service"}},
+        {"id": "q-p1", "type": "message_push", "occurred_at": "2026-03-02T08:00:00+08:00",
+         "actor": "svc-acct", "body": {"audience": 10}},
+    ]
+    assert run("replay", write_jsonl(tmp_path / "q.jsonl", events), "--db", sqlite_url).exit_code == 0
+    result = run("quotas", "svc-acct", "--at", "2026-03-20T12:00:00+08:00", "--db", sqlite_url)
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if "pushes" in line)
+    assert [c.strip() for c in row.strip("│ ").split("│")] == ["pushes", "2026-03", "4", "1", "3"]
+    assert run("quotas", "nobody", "--db", sqlite_url).exit_code == 1
+    bad = run("quotas", "svc-acct", "--at", "yesterday", "--db", sqlite_url)
+    assert bad.exit_code == 2 and "RFC 3339" in bad.output

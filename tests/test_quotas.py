@@ -374,3 +374,30 @@ def test_pack_refuses_bad_quota_settings(tmp_path, old, new, message):
     with pytest.raises(PackError) as err:
         load_pack(pack_copy(tmp_path, (old, new)))
     assert any(p.file == "pack.yaml" and message in p.message for p in err.value.problems), err.value.problems
+
+
+# --- the quotas as staff see them (API) -------------------------------------------------------------------------
+
+
+def test_quota_route_shows_limit_used_and_left_by_calendar_day(svc):
+    from fastapi.testclient import TestClient
+
+    from clearcircle.api.app import create_app
+
+    register(svc, "evening-news", "subscription")
+    day = datetime(2026, 3, 2, 9, 0, tzinfo=CST)
+    decide(svc, push("evening-news", day), push("evening-news", day + timedelta(hours=2)))  # 2nd refused
+    _, key = svc.store.create_key("compliance", "c")
+    client = TestClient(create_app(svc))
+    same_day = client.get("/v1/accounts/evening-news/quotas", params={"at": (day + timedelta(hours=12)).isoformat()},
+                          headers={"X-API-Key": key})
+    assert same_day.status_code == 200, same_day.text
+    body = same_day.json()
+    assert body["class"] == "subscription" and body["timezone"] == "Asia/Shanghai"
+    # the refused push used nothing: one let through, none left today
+    assert body["pushes"] == {"per": "day", "period": "2026-03-02", "limit": 1, "used": 1, "left": 0}
+    next_day = client.get("/v1/accounts/evening-news/quotas",
+                          params={"at": datetime(2026, 3, 3, 0, 0, tzinfo=CST).isoformat()},
+                          headers={"X-API-Key": key}).json()
+    assert next_day["pushes"]["period"] == "2026-03-03" and next_day["pushes"]["left"] == 1
+    assert client.get("/v1/accounts/nobody/quotas", headers={"X-API-Key": key}).status_code == 404

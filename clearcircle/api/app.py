@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from clearcircle import __version__
 from clearcircle.api.auth import require
+from clearcircle.enforcement.state import AccountState
 from clearcircle.events.schemas import EVENT_ADAPTER, EventError, parse_batch_json, parse_event_json
 from clearcircle.merchants import registry as merchant_registry
 from clearcircle.policy.campaigns import (
@@ -33,7 +34,8 @@ from clearcircle.policy.campaigns import (
 )
 from clearcircle.policy.pack import PackError, load_pack
 from clearcircle.service import Service
-from clearcircle.store.repository import CampaignConflict, now_ms
+from clearcircle.signals.quota import quota_report
+from clearcircle.store.repository import CampaignConflict, StoredCounters, now_ms
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 _EVENT_SCHEMA = EVENT_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
@@ -216,16 +218,27 @@ def create_app(service: Service) -> FastAPI:
         """Decisions about the account and every change made to its state, newest first."""
         return {"account": account_id, **service.store.account_history(account_id, limit)}
 
-    @app.get("/v1/accounts/{account_id:path}", tags=["accounts"])
-    def get_account(account_id: str, at: datetime | None = Query(None, description="RFC 3339; default now"),
-                    _role: str = Depends(moderator)) -> dict[str, Any]:
-        """The account's state at a moment (default now): expiry is computed, so past measures drop out."""
+    def _state_at(account_id: str, at: datetime | None) -> tuple[AccountState, int]:
         state = service.store.account_state(account_id)
         if state is None:
             raise HTTPException(404, f"unknown account {account_id!r}")
         if at is not None and at.tzinfo is None:
             raise HTTPException(422, "`at` needs a time-zone offset")
-        at_ms = int((at or datetime.now().astimezone()).timestamp() * 1000)
+        return state, int((at or datetime.now().astimezone()).timestamp() * 1000)
+
+    @app.get("/v1/accounts/{account_id:path}/quotas", tags=["accounts"])
+    def get_quotas(account_id: str, at: datetime | None = Query(None, description="RFC 3339; default now"),
+                   _role: str = Depends(policy_readers)) -> dict[str, Any]:
+        """The account's quotas (friends, friend requests a day, pushes a day or month): limit, used, left,
+        by the pack's limits for its class and the calendar periods of the platform's time zone."""
+        state, at_ms = _state_at(account_id, at)
+        return quota_report(state.view(at_ms), service.pack.settings, StoredCounters(service.store))
+
+    @app.get("/v1/accounts/{account_id:path}", tags=["accounts"])
+    def get_account(account_id: str, at: datetime | None = Query(None, description="RFC 3339; default now"),
+                    _role: str = Depends(moderator)) -> dict[str, Any]:
+        """The account's state at a moment (default now): expiry is computed, so past measures drop out."""
+        state, at_ms = _state_at(account_id, at)
         return {"view": state.view(at_ms).model_dump(), "state": state.model_dump(exclude={"friends"})}
 
     @app.get("/v1/policy", tags=["policy"])

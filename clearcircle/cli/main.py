@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -25,8 +26,9 @@ from clearcircle.config import Settings
 from clearcircle.events.schemas import Event, EventError, parse_event_json
 from clearcircle.policy.pack import PackError, builtin_pack_path, load_pack
 from clearcircle.service import Service, open_service
+from clearcircle.signals.quota import quota_report
 from clearcircle.store.db import StoreError
-from clearcircle.store.repository import ROLES, Store
+from clearcircle.store.repository import ROLES, Store, StoredCounters
 
 app = typer.Typer(help="ClearCircle: a governance engine against malicious marketing.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -222,6 +224,34 @@ def decide(event_json: Annotated[str, typer.Argument(help="one event as JSON, or
     finally:
         service.close()
     sys.stdout.write(orjson.dumps(outcome.decision, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+@app.command()
+def quotas(account: str, at: Annotated[str | None, typer.Option(help="RFC 3339 time (default now)")] = None,
+           db: DbOpt = None, pack: PackOpt = None) -> None:
+    """An account's quotas: limit, used and left (friends, friend requests a day, pushes a day or month)."""
+    try:
+        when = datetime.fromisoformat(at) if at else datetime.now(UTC)
+    except ValueError:
+        raise _fail(f"--at {at!r} is not an RFC 3339 time") from None
+    if when.tzinfo is None:
+        raise _fail("--at needs a time-zone offset")
+    service = _service(db, pack)
+    try:
+        state = service.store.account_state(account)
+        if state is None:
+            raise _fail(f"unknown account {account!r}", 1)
+        report = quota_report(state.view(int(when.timestamp() * 1000)), service.pack.settings,
+                              StoredCounters(service.store))
+    finally:
+        service.close()
+    table = Table(title=f"{account} ({report['class']}), {report['timezone']}")
+    for col in ("quota", "period", "limit", "used", "left"):
+        table.add_column(col)
+    for name in ("friends", "friend_requests", "pushes"):
+        if (q := report.get(name)) is not None:
+            table.add_row(name, str(q.get("period", "")), str(q["limit"]), str(q["used"]), str(q["left"]))
+    console.print(table)
 
 
 @policy_app.command("check")

@@ -11,8 +11,8 @@ from __future__ import annotations
 from clearcircle.enforcement.state import AccountView
 from clearcircle.policy.rules import PackSettings, PushQuota, Tiered, lookup_order
 from clearcircle.signals.account import account_class
-from clearcircle.signals.context import SignalContext
-from clearcircle.signals.counters import count_in_period, period_label
+from clearcircle.signals.context import CounterReader, SignalContext
+from clearcircle.signals.counters import calendar_window, count_in_period, period_label
 from clearcircle.signals.registry import REGISTRY
 
 signal = REGISTRY.signal
@@ -149,3 +149,34 @@ def _pushes_used(ctx: SignalContext) -> int | None:
 def _pushes_left(ctx: SignalContext) -> int | None:
     quota, used = _pushes(ctx)
     return None if quota is None or used is None else _left(quota.limit, used)
+
+
+# --- the account's quotas at a glance (API and CLI) -----------------------------------------------------------
+
+
+def quota_report(view: AccountView, settings: PackSettings, counters: CounterReader) -> dict[str, object]:
+    """Every quota of the account at `view.at_ms`: limit, used and left, as staff look them up (S8, S9).
+
+    Computed by the same limits and calendar windows the quota signals use, so what staff see is what the
+    next event will be judged by.
+    """
+    zone, at_ms, account = settings.zone, view.at_ms, view.account_id
+    friends_limit = tier_limit(settings.quotas.friends, view)
+    report: dict[str, object] = {
+        "account": account,
+        "class": account_class(view),
+        "timezone": settings.timezone,
+        "friends": {"limit": friends_limit, "used": view.friends, "left": _left(friends_limit, view.friends)},
+    }
+    start, end = calendar_window(at_ms, zone, "day")
+    requests_limit = tier_limit(settings.quotas.friend_requests_per_day, view)
+    used = counters.count(account, "friend_requests_sent", start - 1, end - 1)
+    report["friend_requests"] = {"per": "day", "period": period_label(at_ms, zone, "day"),
+                                 "limit": requests_limit, "used": used, "left": _left(requests_limit, used)}
+    push = settings.quotas.push_quota(lookup_order(account_class(view), view.account_type))
+    if push is not None:
+        start, end = calendar_window(at_ms, zone, push.per)
+        used = counters.count(account, "pushes", start - 1, end - 1)
+        report["pushes"] = {"per": push.per, "period": period_label(at_ms, zone, push.per),
+                            "limit": push.limit, "used": used, "left": _left(push.limit, used)}
+    return report

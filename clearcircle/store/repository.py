@@ -40,6 +40,16 @@ class ApiKey:
     revoked_ms: int | None
 
 
+class StoredCounters:
+    """The stored counter hits as a CounterReader, for reads outside the pipeline (API, CLI)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def count(self, key: str, name: str, since_ms: int, until_ms: int, distinct: bool = False) -> int:
+        return self.store.count_hits(key, name, since_ms, until_ms, distinct)
+
+
 class Store:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -150,6 +160,16 @@ class Store:
     def verify_audit(self) -> tuple[int, list[Finding]]:
         """The audit chain and the decisions it seals; see clearcircle.audit.chain.verify."""
         return verify(self.audit_rows(), self.audit_head(), self.decision_payloads())
+
+    def count_hits(self, key: str, name: str, since_ms: int, until_ms: int, distinct: bool = False) -> int:
+        """A CounterReader over the stored hits (window (since, until]), for reads outside the pipeline."""
+        column = func.count(func.distinct(t.counter_hits.c.member)) if distinct else func.count()
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(column).select_from(t.counter_hits).where(
+                    t.counter_hits.c.key == key, t.counter_hits.c.name == name,
+                    t.counter_hits.c.at_ms > since_ms, t.counter_hits.c.at_ms <= until_ms)
+            ).scalar_one()
 
     def audit_head(self) -> tuple[int, str] | None:
         with self.engine.connect() as conn:
