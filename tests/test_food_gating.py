@@ -99,7 +99,7 @@ def test_farm_produce_exemption_is_in_the_decision(svc):
 
 def test_price_cue_alone_makes_a_sale(svc):
     d = post(svc, "price-only", PRICE)
-    assert d["signals"]["text.price_mentioned"] is True
+    assert d["signals"]["text.has_price"] is True
     assert "commercial" not in d["signals"]["text.categories"] and stopped(d)
 
 
@@ -162,3 +162,35 @@ def test_an_application_and_a_post_in_one_batch(svc):
     assert stopped(decisions[1]) and decisions[1]["signals"]["merchant.food_licensed"] is False
     assert svc.store.merchant("batch-shop").status == "pending"
     assert svc.store.verify_audit()[1] == []
+
+
+# --- public accounts that sell must register their company (S10) ----------------------------------------------
+
+SALE_RULE = "unregistered-public-account-sale"
+ARTICLE_SALE = "春季新款连衣裙到货，每件199元，点击下单"
+
+
+def article(svc, actor: str, text: str) -> dict[str, Any]:
+    return svc.pipeline.submit([event("post_created", actor, AT, surface="article", text=text)])[0].decision
+
+
+@pytest.mark.parametrize("account_type", ["subscription", "service"])
+def test_a_public_account_selling_unregistered_is_queued(svc, account_type):
+    svc.pipeline.submit([event("account_registered", "shop-pa", AT - timedelta(days=30), account_type=account_type)])
+    d = article(svc, "shop-pa", ARTICLE_SALE)
+    assert SALE_RULE in d["rules"] and d["verdict"] == "review"
+    assert {e["signal"]: e.get("value") for e in d["evidence"] if e["rule"] == SALE_RULE}["merchant.state"] == "none"
+
+
+def test_a_registered_public_account_sells_freely(svc):
+    svc.pipeline.submit([event("account_registered", "brand-pa", AT - timedelta(days=30), account_type="service")])
+    apply(svc, "brand-pa", categories=["clothing"], food_licence=None)
+    assert svc.store.merchant_step("brand-pa", "verify", "test", licence_expires=EXPIRES).changed
+    assert SALE_RULE not in article(svc, "brand-pa", ARTICLE_SALE)["rules"]
+
+
+def test_personal_accounts_and_articles_without_a_sale_are_not_queued(svc):
+    svc.pipeline.submit([event("account_registered", "person-pa", AT - timedelta(days=30), account_type="personal"),
+                         event("account_registered", "news-pa", AT - timedelta(days=30), account_type="subscription")])
+    assert SALE_RULE not in article(svc, "person-pa", ARTICLE_SALE)["rules"]
+    assert SALE_RULE not in article(svc, "news-pa", "本周城市新闻回顾：地铁新线开通")["rules"]

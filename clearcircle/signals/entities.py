@@ -316,8 +316,23 @@ def _add_url(finder: _Finder, original: str, start: int, end: int) -> None:
     finder.add(kind, url, start, end, normalised=False)
 
 
+# prices without a currency sign: a unit price (25/斤, 30每盒) or yuan in Chinese numerals (十元, 两百元)
+_UNIT_PRICE: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?\s*(?:/|一|每)\s*(?:斤|公斤|千克|kg|盒|箱|袋|瓶|份|只|个|罐)",
+                                re.IGNORECASE)
+_NUMERAL_YUAN: Final = re.compile(r"[一二两三四五六七八九十百千万]+元")
+
+
+def _unit_and_numeral_prices(finder: _Finder, view: str) -> None:
+    for m in _UNIT_PRICE.finditer(view):
+        finder.add("price", m.group().replace(" ", "") + " CNY/unit", m.start(), m.end(), normalised=False)
+    for m in _NUMERAL_YUAN.finditer(view):
+        if view[m.end() : m.end() + 1] not in _NOT_YUAN:
+            finder.add("price", m.group() + " CNY", m.start(), m.end(), normalised=False)
+
+
 def _prices(finder: _Finder, view: str) -> None:
     """A number with a currency before it (¥99, $5, RMB 99) or after it (99元, 99块钱, 5 dollars)."""
+    _unit_and_numeral_prices(finder, view)
     for m in _NUMBER.finditer(view):
         start, end = m.span()
         currency = None

@@ -10,13 +10,10 @@ hit lies inside a `farm_produce` hit of the same text (土鸡蛋 is in both list
 
 from __future__ import annotations
 
-import re
-import unicodedata
-
 from clearcircle.merchants.registry import MerchantBook, MerchantRecord
 from clearcircle.signals.context import SignalContext
 from clearcircle.signals.registry import REGISTRY
-from clearcircle.signals.text import TEXT_EVENTS, text_hits, texts_of
+from clearcircle.signals.text import TEXT_EVENTS, text_hits
 
 BOOK = "_merchant_book"
 FOOD, FARM = "food", "farm_produce"
@@ -48,22 +45,6 @@ def _state(ctx: SignalContext) -> str:
 def _food_licensed(ctx: SignalContext) -> bool:
     record = record_of(ctx)
     return record is not None and record.food_licensed_at(ctx.at_ms)
-
-
-# a price: ¥12 / 12元 / 12.5块 / 十元 / 30rmb / 25/斤 (after NFKC: full-width digits and ￥ fold to ASCII)
-_PRICE = re.compile(
-    r"[¥$]\s*\d"
-    r"|\d(?:\.\d+)?\s*(?:元|块钱|块|rmb|yuan|cny)(?![a-z])"
-    r"|[零一二两三四五六七八九十百千万]+元"
-    r"|\d\s*(?:/|一|每)\s*(?:斤|公斤|千克|kg|盒|箱|袋|瓶|份|只|个|罐)",
-    re.IGNORECASE,
-)
-
-
-@signal("text.price_mentioned", version=1, reads=TEXT_EVENTS, type=bool,
-        description="the text names a price (¥12, 12元, 12块, 十元, 25/斤): a selling cue")
-def _price(ctx: SignalContext) -> bool:
-    return any(_PRICE.search(unicodedata.normalize("NFKC", text)) for _field, text in texts_of(ctx))
 
 
 @signal("text.food_is_farm_produce", version=1, reads=TEXT_EVENTS, type=bool,
