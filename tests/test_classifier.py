@@ -111,7 +111,7 @@ def test_loader_refuses_malformed_files_and_finds_the_data_folder(tmp_path: Path
     monkeypatch.setenv("CLEARCIRCLE_DATA", str(tmp_path))
     assert default_data_dir() == tmp_path
     monkeypatch.delenv("CLEARCIRCLE_DATA")
-    assert default_data_dir() == Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    assert default_data_dir() == (Path(__file__).resolve().parents[1].parent / "shared" / "data").resolve()
 
 
 # --- dedup and split ----------------------------------------------------------------------------------------
