@@ -21,8 +21,8 @@ from clearcircle.signals.classifier import DEFAULT_MODEL_PATH, MarketingModel, s
 from clearcircle.signals.classifier.data import DataError, default_data_dir, load_corpus, read_sets
 from clearcircle.signals.classifier.model import part_of
 from clearcircle.signals.classifier.obfuscate import obfuscate
-from clearcircle.signals.classifier.split import is_test, split
-from clearcircle.signals.classifier.train import make_pipeline
+from clearcircle.signals.classifier.split import VALIDATION_FOLDS, is_test, is_validation, split, validation_fold
+from clearcircle.signals.classifier.train import make_pipeline, tune_parts
 from clearcircle.signals.text_normalize import normalize
 
 # --- synthetic messages, from word lists written for these tests -------------------------------------------
@@ -157,6 +157,26 @@ def test_split_is_the_same_in_another_process_with_another_hash_seed() -> None:
     assert 0 < here.count("1") < 300
 
 
+def test_validation_folds_cover_training_and_fold_zero_is_the_validation_slice() -> None:
+    texts = [f"训练消息 {i} message" for i in range(1000)]
+    folds = [validation_fold(t) for t in texts]
+    assert set(folds) == set(range(VALIDATION_FOLDS))
+    assert all((f == 0) == is_validation(t) for f, t in zip(folds, texts, strict=True))
+
+
+def test_tuning_uses_only_the_texts_it_is_given_and_picks_from_the_grid(tiny_data: Path) -> None:
+    train, _test = split(load_corpus(tiny_data).examples)
+    by_part: dict[str, list] = {"cjk": [], "other": []}
+    for example in train:
+        by_part[part_of(example.text)].append(example)
+    tunings = tune_parts(by_part, min_df=1)
+    assert set(tunings) == {"cjk", "other"}
+    for tuning in tunings.values():
+        assert tuning.validation_f1 is not None and tuning.validation_f1 > 0.9  # synthetic classes separate
+        assert 0.1 <= tuning.threshold <= 0.9
+    assert tunings == tune_parts(by_part, min_df=1)  # deterministic
+
+
 # --- fast scorer --------------------------------------------------------------------------------------------
 
 
@@ -254,7 +274,9 @@ def test_text_marketing_is_recorded_in_a_post_decision(tmp_path: Path) -> None:
 
         ad = "加微信领取优惠券！全场特价包邮，招代理日赚500，点击链接咨询热线13800138000"
         friend = "今天和朋友去公园散步，天气很好"
-        decisions = [o.decision for o in svc.pipeline.submit([post(1, ad), post(2, friend)])]
+        # the rule reading text.marketing (moments-marketing-volume) looks at it from the 6th post of a day on
+        warm_up = [post(100 + i, friend) for i in range(5)]
+        decisions = [o.decision for o in svc.pipeline.submit([*warm_up, post(1, ad), post(2, friend)])][-2:]
     finally:
         svc.close()
     ad_score, friend_score = (d["signals"]["text.marketing"] for d in decisions)

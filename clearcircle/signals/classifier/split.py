@@ -5,7 +5,8 @@ whatever set it came from or whatever sets are added later; duplicates (deduplic
 text before splitting) can never straddle the line; and no seed or state has to be kept anywhere.
 
 Tuning (regularisation, class weights, threshold) uses a second, independently salted rule that carves a
-validation part out of the training part only: the test part is never looked at before `evaluate`.
+validation part out of the training part only: the test part is never looked at before `evaluate`. The same
+hash cut into five slices gives the cross-validation folds of the training part (`validation_fold`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import hashlib
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-__all__ = ["TEST_PERCENT", "VALIDATION_PERCENT", "bucket", "is_test", "is_validation", "split"]
+__all__ = ["TEST_PERCENT", "VALIDATION_FOLDS", "VALIDATION_PERCENT", "bucket", "is_test", "is_validation", "split",
+           "validation_fold"]
 
 TEST_PERCENT = 20
 VALIDATION_PERCENT = 20  # of the training part
+VALIDATION_FOLDS = 100 // VALIDATION_PERCENT  # cross-validation folds of the training part; fold 0 = validation
 
 T = TypeVar("T")
 
@@ -36,6 +39,12 @@ def is_test(text: str) -> bool:
 def is_validation(text: str) -> bool:
     """Whether a normalised TRAINING text is held back for tuning (20% of training); meaningless for test texts."""
     return bucket(text, "validation") < VALIDATION_PERCENT
+
+
+def validation_fold(text: str) -> int:
+    """0..VALIDATION_FOLDS-1 for a normalised TRAINING text: the same salted hash cut into equal slices, so fold 0
+    is exactly the `is_validation` part and every training text is held out by exactly one fold."""
+    return bucket(text, "validation") // VALIDATION_PERCENT
 
 
 def split(items: Iterable[T], text_of: Callable[[T], str] = lambda e: e.text) -> tuple[list[T], list[T]]:
