@@ -1,8 +1,9 @@
 """Loading a policy pack from its folder, validating every file, and hashing it into a version.
 
 Layout: `pack.yaml` (settings), `rules/*.yaml` (each a `rules:` list), `lists/*.txt` (keyword lists, one
-category a file). Every problem is reported with file, line and rule, all at once, so policy staff fix a
-pack in one round. The version is a content hash, recorded in every decision.
+category a file), optionally `media/` (hash banks of known-bad images: `clearcircle/signals/media/bank.py`).
+Every problem is reported with file, line and rule, all at once, so policy staff fix a pack in one round.
+The version is a content hash, recorded in every decision.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from clearcircle.policy.expr import Condition, ExprError, compile_condition
 from clearcircle.policy.rules import Action, PackSettings, RuleSpec, check_feature
 from clearcircle.signals.lexicon import Lexicon, LexiconError
+from clearcircle.signals.media.bank import MediaSettings, load_media
 from clearcircle.signals.registry import SignalRegistry, load_builtin_signals
 
 BUILTIN_PACKS = Path(__file__).parent / "packs"
@@ -67,11 +69,12 @@ class Pack:
     rules: tuple[Rule, ...]
     lexicon: Lexicon
     by_event: dict[str, tuple[Rule, ...]] = field(repr=False)
+    media: MediaSettings = field(default_factory=MediaSettings, repr=False)  # media/: image hash banks
 
     @property
     def resources(self) -> dict[str, Any]:
         """What signals may read from the pack (keyword lists, weights, quotas and time zone in settings)."""
-        return {"lexicon": self.lexicon, "settings": self.settings}
+        return {"lexicon": self.lexicon, "settings": self.settings, "media": self.media}
 
     def rule(self, rule_id: str) -> Rule:
         for r in self.rules:
@@ -212,6 +215,8 @@ def load_pack(path: str | Path, registry: SignalRegistry | None = None) -> Pack:
             lexicon = Lexicon.from_dir(root / "lists")
         except LexiconError as exc:
             problems.append(Problem("lists", None, None, str(exc)))
+    media, found = load_media(root)
+    problems += [Problem(file, line, None, message) for file, line, message in found]
     if problems:
         raise PackError(problems)
     by_event: dict[str, list[Rule]] = {}
@@ -226,4 +231,5 @@ def load_pack(path: str | Path, registry: SignalRegistry | None = None) -> Pack:
         rules=tuple(rules),
         lexicon=lexicon,
         by_event={k: tuple(v) for k, v in by_event.items()},
+        media=media,
     )

@@ -28,7 +28,7 @@ DAY_MS = 24 * HOUR_MS
 class CounterDef:
     name: str
     event_types: frozenset[str]
-    key: Callable[[Event], str]  # whose counter: usually the actor
+    key: Callable[[Event], str | tuple[str, ...]]  # whose counter: usually the actor; a tuple: a hit per key
     member: Callable[[Event], str]  # what distinct() counts: usually the event itself
     # quotas count what went out, rate limits count attempts: a refused push must not use up the quota
     only_allowed: bool = False
@@ -47,6 +47,15 @@ def _event_id(e: Event) -> str:
     return e.id
 
 
+def _photos(e: Event) -> tuple[str, ...]:
+    """One key per distinct photo of a post (its PDQ hash, clearcircle.signals.media); none without images."""
+    if not e.body.images:
+        return ()
+    from clearcircle.signals.media.image import photo_keys  # image libraries only for posts with images
+
+    return photo_keys(e.body.images)
+
+
 COUNTERS: dict[str, CounterDef] = {
     c.name: c
     for c in (
@@ -61,6 +70,7 @@ COUNTERS: dict[str, CounterDef] = {
         CounterDef("reports_received", frozenset({"report"}), lambda e: e.body.target, _actor),
         CounterDef("complaints_received", frozenset({"buyer_complaint"}), lambda e: e.body.seller, _actor),
         CounterDef("item_shares", frozenset({"share"}), lambda e: item_key(e.body.item), _actor),
+        CounterDef("photo_posts", frozenset({"post_created"}), _photos, _actor),  # the same photo, many posters
     )
 }
 _BY_TYPE: dict[str, list[CounterDef]] = {}
@@ -78,8 +88,12 @@ def hits_for(event: Event, allowed: bool | None = None) -> list[tuple[str, str, 
     allowed=None: every counter (for prefetching); False: the attempt counters, recorded before the
     decision; True: the counters of what was let through, recorded after it.
     """
-    return [(c.key(event), c.name, c.member(event)) for c in _BY_TYPE.get(event.type, ())
-            if allowed is None or c.only_allowed == allowed]
+    return [(key, c.name, c.member(event)) for c in _BY_TYPE.get(event.type, ())
+            if allowed is None or c.only_allowed == allowed for key in _keys(c.key(event))]
+
+
+def _keys(key: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (key,) if isinstance(key, str) else key
 
 
 def _windowed(counter: str, window_ms: int, label: str, description: str, distinct: bool = False) -> None:

@@ -88,7 +88,7 @@ REGISTRY = SignalRegistry()
 def load_builtin_signals() -> SignalRegistry:
     """Import the built-in signal modules (they register on import) and any plug-ins; returns REGISTRY."""
     import clearcircle.signals.merchant  # noqa: F401  (merchant registry and food-sale signals, S10)
-    from clearcircle.signals import account, counters, event_fields, identity, marketing, quota, text  # noqa: F401
+    from clearcircle.signals import account, counters, event_fields, identity, marketing, media, quota, text  # noqa: F401
 
     for ep in entry_points(group="clearcircle.signals"):
         ep.load()

@@ -50,6 +50,10 @@ def texts_of(ctx: SignalContext) -> list[tuple[str, str]]:
             out = [("body.text", body.text)]
             out += [(f"body.links.{i}.landing_text", link.landing_text)
                     for i, link in enumerate(body.links) if link.landing_text]
+            if body.images:  # text read in the images by OCR, once per image (only posts with images pay)
+                from clearcircle.signals.media import image_texts
+
+                out += image_texts(ctx)
             return out
         case "friend_request":
             return [("body.message", body.message)] if body.message else []
