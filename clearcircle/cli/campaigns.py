@@ -7,53 +7,23 @@ creates it, or changes the campaign of that name; a running server picks it up a
 
 from __future__ import annotations
 
-import getpass
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 import yaml
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from clearcircle.cli.common import DbOpt, actor, console, err, fail, open_store, when
 from clearcircle.config import Settings
 from clearcircle.policy.campaigns import CampaignError, campaign_status, parse_campaign
 from clearcircle.policy.pack import PackError, builtin_pack_path, load_pack
 from clearcircle.signals.registry import load_builtin_signals
-from clearcircle.store.repository import CampaignConflict, Store, now_ms
+from clearcircle.store.repository import CampaignConflict, now_ms
 
 campaigns_app = typer.Typer(help="Campaign overlays (S12): time-boxed stricter policy.", no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
-DbOpt = Annotated[str | None, typer.Option("--db", help="database URL (default: sqlite:///clearcircle.db)")]
 PackOpt = Annotated[Path | None, typer.Option("--pack", help="policy pack to validate against (default: built-in)")]
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(Text.assemble(("error:", "red"), " ", message), highlight=False)
-    return typer.Exit(code)
-
-
-def _by() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # no user name in a bare container
-        return "cli"
-
-
-def _store(db: str | None) -> Store:
-    try:
-        store = Store(db or Settings().db_url)
-        store.upgrade()
-    except Exception as exc:
-        raise _fail(f"cannot open the store: {exc.__class__.__name__}: {exc}") from None
-    return store
-
-
-def _when(ms: int | None) -> str:
-    return "" if ms is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(ms / 1000)) + "Z"
 
 
 @campaigns_app.command("load")
@@ -63,13 +33,13 @@ def load_cmd(file: Annotated[Path, typer.Argument(metavar="CAMPAIGN.yaml")], db:
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise _fail(f"cannot read {file}: {exc.strerror}") from None
+        raise fail(f"cannot read {file}: {exc.strerror}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise _fail(f"{file}: not valid YAML: {exc}") from None
+        raise fail(f"{file}: not valid YAML: {exc}") from None
     try:
         loaded = load_pack(pack or Settings().pack or builtin_pack_path())
     except PackError as exc:
-        raise _fail(f"invalid policy pack:\n{exc}") from None
+        raise fail(f"invalid policy pack:\n{exc}") from None
     try:
         spec = parse_campaign(data, loaded, load_builtin_signals())
     except CampaignError as exc:
@@ -77,11 +47,11 @@ def load_cmd(file: Annotated[Path, typer.Argument(metavar="CAMPAIGN.yaml")], db:
             err.print(Text.assemble(("✗", "red"), f" {file}: {problem['field']}: {problem['message']}"),
                       highlight=False)
         raise typer.Exit(1) from None
-    store = _store(db)
+    store = open_store(db)
     try:
-        campaign, change = store.campaign_save(spec.wire(), spec.starts_ms, spec.ends_ms, _by())
+        campaign, change = store.campaign_save(spec.wire(), spec.starts_ms, spec.ends_ms, actor())
     except CampaignConflict as exc:
-        raise _fail(str(exc), 1) from None
+        raise fail(str(exc), 1) from None
     finally:
         store.close()
     console.print(Text.assemble(("✓", "green"), f" campaign {spec.name} {change} (revision {campaign['revision']}, "
@@ -91,7 +61,7 @@ def load_cmd(file: Annotated[Path, typer.Argument(metavar="CAMPAIGN.yaml")], db:
 @campaigns_app.command("list")
 def list_cmd(db: DbOpt = None) -> None:
     """Every campaign with its window and status now."""
-    store = _store(db)
+    store = open_store(db)
     try:
         campaigns = store.campaign_list()
     finally:
@@ -101,22 +71,22 @@ def list_cmd(db: DbOpt = None) -> None:
     for col in ("name", "status", "starts", "ends", "ended", "revision", "overrides"):
         table.add_column(col, no_wrap=col in ("name", "status"))
     for c in campaigns:
-        table.add_row(Text(c["name"]), campaign_status(c, at), _when(c["starts_ms"]), _when(c["ends_ms"]),
-                      _when(c["ended_ms"]), str(c["revision"]), Text(", ".join(c["spec"]["overrides"])))
+        table.add_row(Text(c["name"]), campaign_status(c, at), when(c["starts_ms"]), when(c["ends_ms"]),
+                      when(c["ended_ms"]), str(c["revision"]), Text(", ".join(c["spec"]["overrides"])))
     console.print(table)
 
 
 @campaigns_app.command("show")
 def show_cmd(name: str, db: DbOpt = None) -> None:
     """One campaign as stored (YAML) and its history. Exit 1 if there is none."""
-    store = _store(db)
+    store = open_store(db)
     try:
         campaign = store.campaign(name)
         history = store.campaign_history(name) if campaign else []
     finally:
         store.close()
     if campaign is None:
-        raise _fail(f"no campaign {name!r}", 1)
+        raise fail(f"no campaign {name!r}", 1)
     console.print(Text(f"status: {campaign_status(campaign, now_ms())}, revision {campaign['revision']}"),
                   highlight=False)
     console.print(Text(yaml.safe_dump(campaign["spec"], allow_unicode=True, sort_keys=False)), highlight=False)
@@ -124,18 +94,18 @@ def show_cmd(name: str, db: DbOpt = None) -> None:
     for col in ("when", "change", "revision", "by"):
         table.add_column(col)
     for h in history:
-        table.add_row(_when(h["at_ms"]), h["change"], str(h["revision"]), Text(h["by"]))
+        table.add_row(when(h["at_ms"]), h["change"], str(h["revision"]), Text(h["by"]))
     console.print(table)
 
 
 @campaigns_app.command("end")
 def end_cmd(name: str, db: DbOpt = None) -> None:
     """End a campaign now (events stamped from now on are decided without it)."""
-    store = _store(db)
+    store = open_store(db)
     try:
-        _campaign, ended = store.campaign_end(name, _by())
+        _campaign, ended = store.campaign_end(name, actor())
     except CampaignConflict as exc:
-        raise _fail(str(exc), 1) from None
+        raise fail(str(exc), 1) from None
     finally:
         store.close()
     console.print(Text.assemble(("✓", "green"), f" campaign {name} " + ("ended" if ended else "was already ended")),

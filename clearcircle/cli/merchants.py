@@ -8,50 +8,19 @@ like the API's compliance routes, with an audit entry per step (by `cli:<user>`)
 
 from __future__ import annotations
 
-import getpass
-import time
 from datetime import date
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from clearcircle.config import Settings
+from clearcircle.cli.common import DbOpt, actor, console, err, fail, open_store, when
 from clearcircle.merchants import registry as merchant_registry
 from clearcircle.merchants.codes import CodeError, check_code
-from clearcircle.store.repository import Store, now_ms
+from clearcircle.store.repository import now_ms
 
 merchants_app = typer.Typer(help="The merchant registry (S10): records, licences, code checks.", no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
-DbOpt = Annotated[str | None, typer.Option("--db", help="database URL (default: sqlite:///clearcircle.db)")]
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(Text.assemble(("error:", "red"), " ", message), highlight=False)
-    return typer.Exit(code)
-
-
-def _by() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # no user name in a bare container
-        return "cli"
-
-
-def _store(db: str | None) -> Store:
-    try:
-        store = Store(db or Settings().db_url)
-        store.upgrade()
-    except Exception as exc:
-        raise _fail(f"cannot open the store: {exc.__class__.__name__}: {exc}") from None
-    return store
-
-
-def _when(ms: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ms / 1000)) + "Z"
 
 
 @merchants_app.command("check-code")
@@ -79,8 +48,8 @@ def list_cmd(state: Annotated[str | None, typer.Option(help="pending/verified/ex
              db: DbOpt = None) -> None:
     """Records, with each one's state now (expired is computed from the licence expiry date)."""
     if state is not None and state not in merchant_registry.STATES:
-        raise _fail(f"unknown state {state!r}; states: {', '.join(merchant_registry.STATES)}")
-    store = _store(db)
+        raise fail(f"unknown state {state!r}; states: {', '.join(merchant_registry.STATES)}")
+    store = open_store(db)
     try:
         records = store.merchant_list(state, limit=100_000)
     finally:
@@ -99,14 +68,14 @@ def list_cmd(state: Annotated[str | None, typer.Option(help="pending/verified/ex
 @merchants_app.command("show")
 def show_cmd(account: str, db: DbOpt = None) -> None:
     """One record and its history. Exit 1 if the account has none."""
-    store = _store(db)
+    store = open_store(db)
     try:
         record = store.merchant(account)
         steps = store.merchant_history(account) if record else []
     finally:
         store.close()
     if record is None:
-        raise _fail(f"no merchant record for {account!r}", 1)
+        raise fail(f"no merchant record for {account!r}", 1)
     for key, value in record.to_dict(now_ms()).items():
         console.print(Text(f"{key}: {value}"), highlight=False)
     table = Table(title="history")
@@ -114,20 +83,20 @@ def show_cmd(account: str, db: DbOpt = None) -> None:
         table.add_column(col)
     for h in steps:
         detail = {k: v for k, v in h.items() if k not in ("seq", "at_ms", "step", "status", "by") and v is not None}
-        table.add_row(_when(h["at_ms"]), h["step"], h["status"], Text(h["by"]), Text(str(detail)))
+        table.add_row(when(h["at_ms"]), h["step"], h["status"], Text(h["by"]), Text(str(detail)))
     console.print(table)
 
 
 def _step(account: str, action: str, db: str | None, **kwargs: object) -> None:
-    store = _store(db)
+    store = open_store(db)
     try:
-        step = store.merchant_step(account, action, _by(), **kwargs)
+        step = store.merchant_step(account, action, actor(), **kwargs)
     except merchant_registry.NotFound:
-        raise _fail(f"no merchant record for {account!r}", 1) from None
+        raise fail(f"no merchant record for {account!r}", 1) from None
     except merchant_registry.TransitionError as exc:
-        raise _fail(str(exc), 1) from None
+        raise fail(str(exc), 1) from None
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         store.close()
     record = step.record
@@ -144,7 +113,7 @@ def verify_cmd(account: str,
     try:
         expiry = date.fromisoformat(expires) if expires else None
     except ValueError:
-        raise _fail(f"--expires {expires!r} is not a date YYYY-MM-DD") from None
+        raise fail(f"--expires {expires!r} is not a date YYYY-MM-DD") from None
     _step(account, "verify", db, licence_expires=expiry)
 
 

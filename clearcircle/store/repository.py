@@ -40,6 +40,14 @@ class ApiKey:
     revoked_ms: int | None
 
 
+def _locked_campaign(conn: Any, name: str) -> Any:
+    """The campaign row, locked for this transaction on PostgreSQL (SQLite's BEGIN IMMEDIATE already is)."""
+    query = select(t.campaigns).where(t.campaigns.c.name == name)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return conn.execute(query).first()
+
+
 class StoredCounters:
     """The stored counter hits as a CounterReader, for reads outside the pipeline (API, CLI)."""
 
@@ -319,10 +327,7 @@ class Store:
         name, at = spec["name"], now_ms()
         text = dumps(spec)
         with self.engine.begin() as conn:
-            query = select(t.campaigns).where(t.campaigns.c.name == name)
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update()
-            row = conn.execute(query).first()
+            row = _locked_campaign(conn, name)
             if row is None:
                 if mode == "change":
                     raise CampaignConflict(f"no campaign {name!r}", missing=True)
@@ -357,10 +362,7 @@ class Store:
         this call ended it: False when it was already ended). Raises CampaignConflict if there is none."""
         at = now_ms()
         with self.engine.begin() as conn:
-            query = select(t.campaigns).where(t.campaigns.c.name == name)
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update()
-            row = conn.execute(query).first()
+            row = _locked_campaign(conn, name)
             if row is None:
                 raise CampaignConflict(f"no campaign {name!r}", missing=True)
             if row.ended_ms is not None:
