@@ -169,3 +169,7 @@ campaign_history = Table(
     Column("spec", Text, nullable=False),
 )
 Index("ix_campaign_history_name", campaign_history.c.name, campaign_history.c.seq)
+
+# --- people in the loop (issue 6; migration 0003): reports, complaints, review queue, appeals --------------
+
+# --- batch graph findings (issue 9; migration 0004) ---------------------------------------------------------
