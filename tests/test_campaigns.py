@@ -4,6 +4,7 @@ scope, each kind of override, the overlap rule, decisions naming the campaign, h
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -421,3 +422,24 @@ def test_cli_load_list_show_end(db_url, tmp_path, monkeypatch):
     assert refused.exit_code == 1 and "overrides.nope" in refused.output
     assert runner.invoke(cli_app, ["campaigns", "show", "bad-one", "--db", db_url]).exit_code == 1
     assert runner.invoke(cli_app, ["campaigns", "load", str(tmp_path / "missing.yaml"), "--db", db_url]).exit_code == 2
+
+
+def test_replay_out_names_the_campaign_that_changed_a_decision(db_url, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CLEARCIRCLE_HASH_KEY", "k")
+    runner = CliRunner()
+    file = tmp_path / "campaign.yaml"
+    file.write_text(yaml.safe_dump(campaign(), allow_unicode=True), encoding="utf-8")
+    assert runner.invoke(cli_app, ["campaigns", "load", str(file), "--db", db_url]).exit_code == 0
+    events = tmp_path / "events.jsonl"
+    lines = [{"id": f"rp-{i}", "type": "post_created", "occurred_at": at.isoformat(), "actor": f"rp-poster-{i}",
+              "body": {"surface": "moments", "text": CONTACT_POST}}
+             for i, at in enumerate((START + timedelta(days=1), END + timedelta(days=1)))]
+    events.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
+    out = tmp_path / "decisions.jsonl"
+    result = runner.invoke(cli_app, ["replay", str(events), "--out", str(out), "--db", db_url])
+    assert result.exit_code == 0, result.output
+    inside, after = (json.loads(x) for x in out.read_text(encoding="utf-8").splitlines())
+    assert inside["campaigns"] == ["spring-clean"] and inside["verdict"] == "limit_reach"
+    assert "campaigns" not in after and after["verdict"] == "label"
+    assert inside["pack_version"] == after["pack_version"] and inside["evidence"]

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from clearcircle.cli.main import app
 from clearcircle.store.repository import Store
 
-REPLAY_KEYS = {"event_id", "verdict", "rules", "shadow_rules", "signals"}
+REPLAY_KEYS = {"event_id", "verdict", "rules", "shadow_rules", "signals", "evidence", "pack_version"}  # EVENTS.md
 CLI = Path(sys.executable).parent / "clearcircle"
 
 

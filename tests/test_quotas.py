@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -201,6 +201,31 @@ def test_account_class_signal(sqlite_url, tmp_path):
                          "never-registered": ("unknown", 5000)}
     finally:
         svc.close()
+
+
+def test_industry_tier_follows_the_verified_merchant_record(services, tmp_path):
+    """A verified merchant's first declared category is its industry; the pack's tier for it applies until the
+    licence expires, then the account is back to its registered type and the default."""
+    svc = services(pack_copy(tmp_path, ("    industries: {}", "    industries: {merchant: {farm_produce: 8000}}")))
+    register(svc, "orchard", "personal")
+    register(svc, "florist", "personal")
+    applied = datetime(2027, 3, 1, tzinfo=CST)
+    for account, categories in (("orchard", ["farm_produce", "fruit"]), ("florist", ["flowers"])):
+        decide(svc, ev("merchant_application", account, applied, company_name="某某农业有限公司",
+                       credit_code="91110000600037341L", categories=categories))
+        assert svc.store.merchant_step(account, "verify", "test", licence_expires=date(2027, 6, 30)).changed
+
+    def friends_limit(account: str, at: datetime) -> int:
+        had = len(friends_of(svc, account))
+        d = decide(svc, ev("friend_request_answered", account, at, target=f"c-{next(_ids)}", accepted=True))[0]
+        return d["signals"]["quota.friends_left"] + had
+
+    assert friends_limit("orchard", datetime(2027, 6, 30, 23, 0, tzinfo=CST)) == 8000
+    assert svc.store.account_state("orchard").industry == "farm_produce"
+    assert friends_limit("florist", datetime(2027, 6, 30, 23, 0, tzinfo=CST)) == 10000  # no tier: the class
+    assert friends_limit("orchard", datetime(2027, 7, 1, 0, 30, tzinfo=CST)) == 5000  # expired: personal again
+    state = svc.store.account_state("orchard")
+    assert (state.account_class, state.industry) == (None, None)
 
 
 def test_tiers_resolve_most_specific_first():

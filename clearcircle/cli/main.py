@@ -24,6 +24,7 @@ from rich.text import Text
 
 from clearcircle.config import Settings
 from clearcircle.events.schemas import Event, EventError, parse_event_json
+from clearcircle.policy.decision import replay_line
 from clearcircle.policy.pack import PackError, builtin_pack_path, load_pack
 from clearcircle.service import Service, open_service
 from clearcircle.signals.quota import quota_report
@@ -188,8 +189,7 @@ def replay(
                     rules.update(d["rules"])
                     shadow.update(d["shadow_rules"])
                     if sink:
-                        line = {k: d[k] for k in ("event_id", "verdict", "rules", "shadow_rules", "signals")}
-                        sink.write(orjson.dumps(line) + b"\n")
+                        sink.write(orjson.dumps(replay_line(d)) + b"\n")
                 progress.advance(task, len(chunk))
     finally:
         if sink:

@@ -23,8 +23,9 @@ Decisions made here, and why:
   other transition out of its state is a `TransitionError` (HTTP 409) naming the state and its reason.
 - The account's class (AccountState.account_class) follows the record at each of the account's events:
   ``merchant`` while verified and unexpired at the event's time, back to its registered type otherwise (a
-  class someone else set, such as verified_brand, is left alone). It is written by the pipeline only, so an
-  API call never races the pipeline's own write of the same account state.
+  class someone else set, such as verified_brand, is left alone). So does its industry (AccountState.industry,
+  for the industry tiers of quotas): the first category of a verified, unexpired record, else none. Both are
+  written by the pipeline only, so an API call never races the pipeline's own write of the same account state.
 """
 
 from __future__ import annotations
@@ -95,6 +96,11 @@ class MerchantRecord:
     def expired_at(self, at_ms: int) -> bool:
         """The licence ran out before the day of `at_ms` (valid through its expiry date)."""
         return self.licence_expires is not None and local_day(at_ms) > self.licence_expires
+
+    @property
+    def industry(self) -> str | None:
+        """The industry for quota tiers (S8): the first category the merchant declared, its main trade."""
+        return self.categories[0] if self.categories else None
 
     def state_at(self, at_ms: int) -> str:
         """The stored state, or ``expired`` for a verified record past its licence expiry date."""
@@ -308,16 +314,23 @@ def record_facts(uow: UnitOfWork, event: Event, at_ms: int, book: MerchantBook) 
     record = book.get(event.actor)
     if record is None:
         return
-    previous = uow.state(event.actor).account_class
+    state = uow.state(event.actor)
+    previous, previous_industry = state.account_class, state.industry
     merchant_state = record.state_at(at_ms)
-    wanted = MERCHANT_CLASS if merchant_state == "verified" else None
+    verified = merchant_state == "verified"
+    wanted = MERCHANT_CLASS if verified else None
     if previous == wanted or (wanted is not None and previous is not None) or \
             (wanted is None and previous != MERCHANT_CLASS):
-        return  # already right, or a class set by someone else (verified_brand) that the registry leaves alone
-    uow.touch(event.actor).account_class = wanted
+        wanted = previous  # already right, or a class set by someone else (verified_brand): left alone
+    industry = record.industry if verified else None
+    if wanted == previous and industry == previous_industry:
+        return
+    changed = uow.touch(event.actor)
+    changed.account_class, changed.industry = wanted, industry
     uow.add_audit(at_ms, "state_change", event.actor, _dumps({
         "event_id": event.id, "account": event.actor, "action": "account_class", "rule": "merchant-registry",
-        "detail": {"from": previous, "to": wanted, "merchant_state": merchant_state}}))
+        "detail": {"from": previous, "to": wanted, "industry_from": previous_industry, "industry_to": industry,
+                   "merchant_state": merchant_state}}))
 
 
 def _dumps(value: Any) -> str:

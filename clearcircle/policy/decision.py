@@ -46,12 +46,17 @@ class Decision(BaseModel):
     errors: list[str] = Field(default_factory=list)
     campaigns: list[str] = Field(default_factory=list)  # S12: the campaign overlays that changed this decision
 
-    def replay_line(self) -> dict[str, Any]:
-        """The compact form `replay --out` writes: what a backtest compares."""
-        return {
-            "event_id": self.event_id,
-            "verdict": self.verdict,
-            "rules": self.rules,
-            "shadow_rules": self.shadow_rules,
-            "signals": self.signals,
-        }
+
+
+# What `replay --out` writes a line: the decision as EVENTS.md shows it, plus the campaign overlays that changed
+# it (S12; absent when none did). The engine's bookkeeping (subject, actions, errors) stays in the store.
+REPLAY_FIELDS = ("event_id", "verdict", "rules", "shadow_rules", "signals", "evidence", "pack_version")
+
+
+def replay_line(decision: dict[str, Any]) -> dict[str, Any]:
+    """One decision as `replay --out` writes it: a backtest diffs these lines, so the same decision always
+    gives the same keys in the same order."""
+    line = {k: decision[k] for k in REPLAY_FIELDS}
+    if decision.get("campaigns"):
+        line["campaigns"] = decision["campaigns"]
+    return line

@@ -165,6 +165,7 @@ def quota_report(view: AccountView, settings: PackSettings, counters: CounterRea
     report: dict[str, object] = {
         "account": account,
         "class": account_class(view),
+        "industry": industry_of(view),
         "timezone": settings.timezone,
         "friends": {"limit": friends_limit, "used": view.friends, "left": _left(friends_limit, view.friends)},
     }
