@@ -17,16 +17,24 @@ from typing import Annotated
 
 import orjson
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from clearcircle.config import Settings
+from clearcircle.cli.common import (
+    DbOpt,
+    PackOpt,
+    console,
+    err,
+    fail,
+    open_service_or_fail,
+    say,
+    service_for,
+    settings_for,
+)
 from clearcircle.events.schemas import Event, EventError, parse_event_json
 from clearcircle.policy.decision import replay_line
 from clearcircle.policy.pack import PackError, builtin_pack_path, load_pack
-from clearcircle.service import Service, open_service
 from clearcircle.signals.quota import quota_report
 from clearcircle.store.db import StoreError
 from clearcircle.store.repository import ROLES, Store, StoredCounters
@@ -51,46 +59,6 @@ app.command("bench-text")(bench_text)
 from clearcircle.cli.model import register as register_model_commands  # noqa: E402, I001
 register_model_commands(app)
 
-console = Console()
-err = Console(stderr=True)
-DbOpt = Annotated[str | None, typer.Option("--db", help="database URL (default: sqlite:///clearcircle.db)")]
-PackOpt = Annotated[Path | None, typer.Option("--pack", help="policy pack folder (default: built-in)")]
-
-
-def _say(mark: tuple[str, str], message: str, console: Console | None = None) -> None:
-    """Print a message that may hold user text (rule ids, file contents): never parsed as Rich markup."""
-    (console or err).print(Text.assemble(mark, " ", message), highlight=False)
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    _say(("error:", "red"), message)
-    return typer.Exit(code)
-
-
-def _settings(db: str | None = None, pack: Path | None = None) -> Settings:
-    settings = Settings()
-    if db:
-        settings.db_url = db
-    if pack:
-        settings.pack = pack
-    return settings
-
-
-def _service(db: str | None, pack: Path | None = None) -> Service:
-    return _open_service(_settings(db, pack))
-
-
-def _open_service(settings: Settings) -> Service:
-    """open_service, with every way it can fail turned into a message and exit code 2."""
-    try:
-        return open_service(settings)
-    except PackError as exc:
-        raise _fail(f"invalid policy pack:\n{exc}") from None
-    except (StoreError, OSError) as exc:
-        raise _fail(str(exc)) from None
-    except Exception as exc:  # driver errors (unreachable server, bad credentials)
-        raise _fail(f"cannot open the store: {exc.__class__.__name__}: {exc}") from None
-
 
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000, db: DbOpt = None, pack: PackOpt = None) -> None:
@@ -99,7 +67,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, db: DbOpt = None, pack: Pac
 
     from clearcircle.api.app import create_app
 
-    service = _service(db, pack)
+    service = service_for(db, pack)
     if not service.store.list_keys():
         key, secret = service.store.create_key("admin", "bootstrap")
         path = Path("clearcircle-admin.key")
@@ -108,7 +76,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, db: DbOpt = None, pack: Pac
             fh.write(secret + "\n")
         console.print(f"first start: admin key {key.id} written to {path.resolve()} (create others with "
                       "`clearcircle keys create`)")
-    _say(("pack", "bold"), f"{service.pack.name} {service.pack.version[:19]}…, store {service.store.engine.url!r}",
+    say(("pack", "bold"), f"{service.pack.name} {service.pack.version[:19]}…, store {service.store.engine.url!r}",
          console)
     uvicorn.run(create_app(service), host=host, port=port, log_level="info")
 
@@ -117,7 +85,7 @@ def _open(path: Path):  # noqa: ANN202
     try:
         return path.open("rb")
     except OSError as exc:
-        raise _fail(f"cannot read {path}: {exc.strerror}") from None
+        raise fail(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _scan_events(path: Path, skip_invalid: bool) -> tuple[int, set[int]]:
@@ -138,9 +106,9 @@ def _scan_events(path: Path, skip_invalid: bool) -> tuple[int, set[int]]:
                 problems.append(f"{path}:{lineno}: {exc}")
     if problems and not skip_invalid:
         shown = "\n".join(problems[:20]) + (f"\n… and {len(problems) - 20} more" if len(problems) > 20 else "")
-        raise _fail(f"{len(problems)} invalid event(s), nothing stored:\n{shown}")
+        raise fail(f"{len(problems)} invalid event(s), nothing stored:\n{shown}")
     for line in problems:
-        _say(("skipped", "yellow"), line)
+        say(("skipped", "yellow"), line)
     return valid, bad
 
 
@@ -170,7 +138,7 @@ def replay(
 ) -> None:
     """Decide every event of a JSONL file in order; the file is refused whole if any line is invalid."""
     total, bad = _scan_events(events_file, skip_invalid)
-    service = _service(db, pack)
+    service = service_for(db, pack)
     verdicts: Counter[str] = Counter()
     rules: Counter[str] = Counter()
     shadow: Counter[str] = Counter()
@@ -217,8 +185,8 @@ def decide(event_json: Annotated[str, typer.Argument(help="one event as JSON, or
     try:
         event = parse_event_json(raw)
     except EventError as exc:
-        raise _fail(f"invalid event: {exc}") from None
-    service = _service(db, pack)
+        raise fail(f"invalid event: {exc}") from None
+    service = service_for(db, pack)
     try:
         outcome = service.pipeline.submit([event])[0]
     finally:
@@ -233,14 +201,14 @@ def quotas(account: str, at: Annotated[str | None, typer.Option(help="RFC 3339 t
     try:
         when = datetime.fromisoformat(at) if at else datetime.now(UTC)
     except ValueError:
-        raise _fail(f"--at {at!r} is not an RFC 3339 time") from None
+        raise fail(f"--at {at!r} is not an RFC 3339 time") from None
     if when.tzinfo is None:
-        raise _fail("--at needs a time-zone offset")
-    service = _service(db, pack)
+        raise fail("--at needs a time-zone offset")
+    service = service_for(db, pack)
     try:
         state = service.store.account_state(account)
         if state is None:
-            raise _fail(f"unknown account {account!r}", 1)
+            raise fail(f"unknown account {account!r}", 1)
         report = quota_report(state.view(int(when.timestamp() * 1000)), service.pack.settings,
                               StoredCounters(service.store))
     finally:
@@ -262,7 +230,7 @@ def policy_check(pack: Annotated[Path | None, typer.Argument(help="pack folder (
         loaded = load_pack(path)
     except PackError as exc:
         for problem in exc.problems:
-            _say(("✗", "red"), str(problem))
+            say(("✗", "red"), str(problem))
         raise typer.Exit(1) from None
     table = Table(title=f"{loaded.name} {loaded.version}")
     for col in ("rule", "norm", "events", "action", "mode"):
@@ -277,17 +245,17 @@ def policy_check(pack: Annotated[Path | None, typer.Argument(help="pack folder (
 def audit_verify(db: DbOpt = None) -> None:
     """Check the audit hash chain; names every edited, deleted or reordered row. Exit 1 if broken."""
     try:
-        store = Store(_settings(db).db_url)
+        store = Store(settings_for(db).db_url)
     except StoreError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     try:
         checked, findings = store.verify_audit()
     except Exception as exc:  # a missing table or unreachable server is a usage error, not a broken chain
-        raise _fail(f"cannot read the audit log: {exc.__class__.__name__}: {exc}") from None
+        raise fail(f"cannot read the audit log: {exc.__class__.__name__}: {exc}") from None
     finally:
         store.close()
     for finding in findings:
-        _say(("✗", "red"), str(finding))
+        say(("✗", "red"), str(finding))
     if findings:
         raise typer.Exit(1)
     console.print(f"[green]✓[/green] audit chain intact: {checked} rows")
@@ -297,10 +265,10 @@ def audit_verify(db: DbOpt = None) -> None:
 def db_upgrade(db: DbOpt = None) -> None:
     """Create or migrate the schema to the newest revision."""
     try:
-        store = Store(_settings(db).db_url)
+        store = Store(settings_for(db).db_url)
         store.upgrade()
     except Exception as exc:
-        raise _fail(f"upgrade failed: {exc.__class__.__name__}: {exc}") from None
+        raise fail(f"upgrade failed: {exc.__class__.__name__}: {exc}") from None
     console.print("[green]✓[/green] schema up to date")
 
 
@@ -309,17 +277,17 @@ def keys_create(role: Annotated[str, typer.Option(help=f"one of {', '.join(ROLES
                 name: Annotated[str, typer.Option(help="who or what uses the key")], db: DbOpt = None) -> None:
     """Create an API key; the secret is printed once (stdout) and only its hash is stored."""
     if role not in ROLES:
-        raise _fail(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
-    service = _service(db)
+        raise fail(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+    service = service_for(db)
     key, secret = service.store.create_key(role, name)
-    _say(("created key", "green"), f"{key.id} ({role}, {name})")
+    say(("created key", "green"), f"{key.id} ({role}, {name})")
     print(secret)
 
 
 @keys_app.command("list")
 def keys_list(db: DbOpt = None) -> None:
     """List keys (never their secrets)."""
-    service = _service(db)
+    service = service_for(db)
     table = Table()
     for col in ("id", "role", "name", "created", "revoked"):
         table.add_column(col)
@@ -333,10 +301,10 @@ def keys_list(db: DbOpt = None) -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, db: DbOpt = None) -> None:
     """Revoke a key; it stops working at once."""
-    service = _service(db)
+    service = service_for(db)
     if not service.store.revoke_key(key_id):
-        raise _fail(f"no active key {key_id!r}", 1)
-    _say(("revoked", "green"), key_id, console)
+        raise fail(f"no active key {key_id!r}", 1)
+    say(("revoked", "green"), key_id, console)
 
 
 @app.command()
@@ -347,9 +315,9 @@ def bench(events: Annotated[int, typer.Option(min=1000)] = 100_000, db: DbOpt = 
 
     with tempfile.TemporaryDirectory() as tmp:
         url = db or f"sqlite:///{tmp}/bench.db"
-        settings = _settings(url)
+        settings = settings_for(url)
         settings.key_file = Path(tmp) / "bench.key"
-        service = _open_service(settings)
+        service = open_service_or_fail(settings)
         started = time.perf_counter()
         lines = [orjson.dumps(e) for e in generate(events)]  # the replay path: JSONL lines in
         started = time.perf_counter()

@@ -16,18 +16,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from clearcircle.cli.common import err, fail
+
 console = Console(width=None if sys.stdout.isatty() else 170)  # tables stay readable when piped to a file
-err = Console(stderr=True)
 
 DataOpt = Annotated[Path | None, typer.Option("--data", help="data folder with README.md and the sets "
                                               "(default: $CLEARCIRCLE_DATA, else ../shared/data beside the repo)")]
 F1_TARGETS = {"en": 0.95, "zh": 0.97}  # issue 3: spam F1 on held-out English / Chinese
 ROBUST_TARGET = 0.90  # obfuscated recall at least 90% of clean recall
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(Text.assemble(("error:", "red"), " ", message), highlight=False)
-    return typer.Exit(code)
 
 
 def _corpus(data: Path | None):  # noqa: ANN202
@@ -37,7 +33,7 @@ def _corpus(data: Path | None):  # noqa: ANN202
     try:
         return load_corpus(folder)
     except DataError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def _pct(value: float | None) -> str:
@@ -64,7 +60,7 @@ def train(
     try:
         model = train_model(corpus, progress=lambda m: console.print(Text(m), highlight=False))
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     path = out or DEFAULT_MODEL_PATH
     model.save(path)
     table = Table(title="trained parts (settings tuned on a validation part of the training data)")
@@ -96,7 +92,7 @@ def evaluate(
     try:
         model = MarketingModel.load(path)
     except (OSError, ValueError, KeyError) as exc:
-        raise _fail(f"cannot load model {path}: {exc}") from None
+        raise fail(f"cannot load model {path}: {exc}") from None
     corpus = _corpus(data)
     report = run(model, corpus, seed=seed, speed=speed, sklearn_texts=sklearn_texts)
     console.print(f"held-out test part: {report.test_texts:,} of {len(corpus.examples):,} distinct texts "
