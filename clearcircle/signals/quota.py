@@ -8,6 +8,8 @@ Quota counters count only what was let through, so a refused push or request nev
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from clearcircle.enforcement.state import AccountView
 from clearcircle.policy.rules import PackSettings, PushQuota, Tiered, lookup_order
 from clearcircle.signals.account import account_class
@@ -38,8 +40,19 @@ def tier_limit(tiered: Tiered, view: AccountView) -> int | None:
     return tiered.limit(lookup_order(account_class(view), view.account_type), industry_of(view))
 
 
-def _left(limit: int | None, used: int) -> int | None:
-    return None if limit is None else max(0, limit - used)
+def _left(limit: int | None, used: int | None) -> int | None:
+    return None if limit is None or used is None else max(0, limit - used)
+
+
+def _limit_used_left(names: tuple[str, str, str], reads: tuple[str, ...],
+                     numbers: Callable[[SignalContext], tuple[int | None, int | None]],
+                     descriptions: tuple[str, str, str]) -> None:
+    """Register a quota's three signals (limit, used, left) over one function giving (limit, used):
+    every counted quota reads the same way in rules and decisions."""
+    limit_name, used_name, left_name = names
+    signal(limit_name, version=1, type=int, reads=reads, description=descriptions[0])(lambda ctx: numbers(ctx)[0])
+    signal(used_name, version=1, type=int, reads=reads, description=descriptions[1])(lambda ctx: numbers(ctx)[1])
+    signal(left_name, version=1, type=int, reads=reads, description=descriptions[2])(lambda ctx: _left(*numbers(ctx)))
 
 
 # --- friends (S8) -------------------------------------------------------------------------------------------
@@ -87,22 +100,12 @@ def _requests(ctx: SignalContext) -> tuple[int | None, int]:
     return ctx.memo["_quota_requests"]
 
 
-@signal("quota.friend_requests_limit_day", version=1, type=int, reads=_REQUESTS,
-        description="friend requests the actor's class may send per calendar day; none: no limit")
-def _requests_limit(ctx: SignalContext) -> int | None:
-    return _requests(ctx)[0]
-
-
-@signal("quota.friend_requests_used_day", version=1, type=int, reads=_REQUESTS,
-        description="friend requests let through this calendar day (platform time zone), before this one")
-def _requests_used(ctx: SignalContext) -> int:
-    return _requests(ctx)[1]
-
-
-@signal("quota.friend_requests_left_day", version=1, type=int, reads=_REQUESTS,
-        description="friend requests the actor may still send this calendar day, before this one")
-def _requests_left(ctx: SignalContext) -> int | None:
-    return _left(*_requests(ctx))
+_limit_used_left(
+    ("quota.friend_requests_limit_day", "quota.friend_requests_used_day", "quota.friend_requests_left_day"),
+    _REQUESTS, _requests,
+    ("friend requests the actor's class may send per calendar day; none: no limit",
+     "friend requests let through this calendar day (platform time zone), before this one",
+     "friend requests the actor may still send this calendar day, before this one"))
 
 
 # --- pushes per calendar day or month (S9) --------------------------------------------------------------------
@@ -131,24 +134,16 @@ def _pushes_period(ctx: SignalContext) -> str | None:
     return None if quota is None else period_label(ctx.at_ms, settings_of(ctx).zone, quota.per)
 
 
-@signal("quota.pushes_limit", version=1, type=int, reads=_PUSHES,
-        description="pushes the actor's class may send per period; none: no push quota")
-def _pushes_limit(ctx: SignalContext) -> int | None:
-    quota = _pushes(ctx)[0]
-    return None if quota is None else quota.limit
-
-
-@signal("quota.pushes_used", version=1, type=int, reads=_PUSHES,
-        description="pushes let through in the period, before this one (refused pushes do not count)")
-def _pushes_used(ctx: SignalContext) -> int | None:
-    return _pushes(ctx)[1]
-
-
-@signal("quota.pushes_left", version=1, type=int, reads=_PUSHES,
-        description="pushes the actor may still send in the period, before this one")
-def _pushes_left(ctx: SignalContext) -> int | None:
+def _push_numbers(ctx: SignalContext) -> tuple[int | None, int | None]:
     quota, used = _pushes(ctx)
-    return None if quota is None or used is None else _left(quota.limit, used)
+    return (None, None) if quota is None else (quota.limit, used)
+
+
+_limit_used_left(
+    ("quota.pushes_limit", "quota.pushes_used", "quota.pushes_left"), _PUSHES, _push_numbers,
+    ("pushes the actor's class may send per period; none: no push quota",
+     "pushes let through in the period, before this one (refused pushes do not count)",
+     "pushes the actor may still send in the period, before this one"))
 
 
 # --- the account's quotas at a glance (API and CLI) -----------------------------------------------------------
