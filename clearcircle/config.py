@@ -19,6 +19,13 @@ class Settings(BaseSettings):
     hash_key: str | None = None  # keyed-hash secret for identifiers; else read/created in key_file
     key_file: Path = Path(DEFAULT_KEY_FILE)
     max_batch: int = 1000
+    # API limits (docs/hardening.md): request body bytes (413), and per API key a token bucket of
+    # `rate_limit_per_s` requests a second with bursts of `rate_limit_burst` (429 + Retry-After); 0: no rate limit
+    max_body_bytes: int = 16 * 1024 * 1024
+    rate_limit_per_s: float = 1500.0
+    rate_limit_burst: int = 3000
+    # counter hits in Redis (redis://host:port/db) instead of the database; None: the database (embedded default)
+    redis_url: str | None = None
 
 
 def identifier_key(settings: Settings) -> bytes:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import orjson
@@ -25,14 +26,18 @@ from clearcircle.policy.decision import AppliedAction
 from clearcircle.policy.evaluate import Evaluation, evaluate
 from clearcircle.policy.pack import Pack
 from clearcircle.policy.verdicts import rank
+from clearcircle.review.reputation import record_report
 from clearcircle.signals.context import SignalContext, SignalValues
 from clearcircle.signals.counters import MAX_WINDOW_MS, hits_for
+from clearcircle.signals.graph import GraphBook
+from clearcircle.signals.graph import attach as attach_graph
 from clearcircle.signals.merchant import attach as attach_merchants
 from clearcircle.signals.registry import SignalRegistry, load_builtin_signals
 from clearcircle.store.repository import CampaignRows, Store, now_ms
 from clearcircle.store.unit import UnitOfWork, WorkingSet, dumps
 
 _SUBJECT_FIELDS = ("target", "seller", "referee", "item_owner")
+_CASE_SOURCES = {"report": "report", "buyer_complaint": "complaint"}  # review queue: where a case came from
 
 
 @functools.cache
@@ -67,6 +72,7 @@ class Pipeline:
         self._working_set = WorkingSet()
         self.campaigns = CampaignBook(self.registry)  # S12 overlays, re-read when they change (once a batch)
         self.merchants = MerchantBook()  # S10 records of the batch's actors, read once a batch
+        self.graph = GraphBook()  # findings of the latest `detect` run (S2/S3/S4/S13), re-read when a newer run exists
 
     def submit(self, events: Sequence[Event]) -> list[Outcome]:
         """Decide each event once (by id), in order, and commit them together."""
@@ -75,6 +81,13 @@ class Pipeline:
                 return self._submit(events)
             except IntegrityError:  # another process stored one of these ids first: its decision stands
                 return self._submit(events)
+
+    @contextmanager
+    def staff_unit(self) -> Iterator[UnitOfWork]:
+        """A unit of work for a staff step (a case decision, an appeal's reversal), under the pipeline's lock
+        and on its working set, so it never interleaves with a batch deciding events of the same accounts."""
+        with self._lock, self.store.unit(self._working_set) as uow:
+            yield uow
 
     def _submit(self, events: Sequence[Event]) -> list[Outcome]:
         outcomes: list[Outcome] = []
@@ -96,6 +109,7 @@ class Pipeline:
             uow.prefetch_links(pairs, registering)
             self.campaigns.refresh(self.pack, CampaignRows(uow.conn))
             self.merchants.load(uow.conn, {e.actor for e in events})
+            self.graph.refresh(uow.conn)
             for event in events:
                 stored = uow.decided.get(event.id)
                 if stored is not None:
@@ -145,8 +159,10 @@ class Pipeline:
         at_ms = to_ms(event)
         self._facts(uow, event, at_ms)
         record_facts(uow, event, at_ms, self.merchants)  # merchant applications; the class follows the record
+        record_report(uow, event, at_ms, self.pack.settings.reports)  # S14/S5: weighed, kept on the target
         ctx = SignalContext(event, at_ms, uow, uow, self.pack.resources)
         attach_merchants(ctx, self.merchants)
+        attach_graph(ctx, self.graph)
         values = SignalValues(self.registry, ctx)
         settings = self.pack.settings
         if event.type == "moderator_action":
@@ -160,7 +176,7 @@ class Pipeline:
         changes = enforce(requests, uow.touch, settings)
         verdict = self._verdict(evaluation.verdict, changes, subject)
         if rank(verdict) < rank("remove"):  # let through: it counts against quotas
-            for key, name, member in hits_for(event, allowed=True):
+            for key, name, member in hits_for(event, allowed=True, lookups=uow):
                 uow.record_hit(key, name, at_ms, event.id, member)
             self._befriend(uow, event)
         # built as a plain dict on this hot path; tests validate it against the Decision model
@@ -206,6 +222,7 @@ class Pipeline:
         uow.add_audit(at_ms, "state_change", change.account, dumps(entry))
         if change.action == "case_opened":
             severity = max((r.spec.severity for r in evaluation.fired if r.id == change.rule), default=3)
-            uow.add_case({"account": change.account, "event_id": event.id, "source": "rule",
+            uow.add_case({"account": change.account, "event_id": event.id,
+                          "source": _CASE_SOURCES.get(event.type, "rule"),
                           "rules": dumps([change.rule]), "severity": severity, "status": "open",
                           "created_ms": at_ms})

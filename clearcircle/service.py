@@ -24,7 +24,7 @@ class Service:
 def open_service(settings: Settings | None = None, *, migrate: bool = True) -> Service:
     """Open the store (migrating it unless told not to), load the pack, build the pipeline."""
     settings = settings or Settings()
-    store = Store(settings.db_url)
+    store = Store(settings.db_url, redis_url=settings.redis_url)
     if migrate:
         store.upgrade()
     else:

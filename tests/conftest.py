@@ -287,3 +287,62 @@ def db_url(make_db_url: Callable[[], str]) -> str:
 def sqlite_url(tmp_path: Path) -> str:
     """A fresh SQLite database file (the embedded default backend only)."""
     return f"sqlite:///{tmp_path / 'cc.db'}"
+
+
+# --- Redis (counters in production, clearcircle/store/redis_counters.py) ------------------------------------------
+# ``redis_server`` (session) starts Debian's redis-server on 127.0.0.1 and a free port, without persistence, and
+# stops it at the end; ``redis_url`` (function) is its URL with database 0 emptied first. Skipped when
+# redis-server is not installed -- except under ``CI=true``, where that fails like the PostgreSQL fixture.
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = shutil.which("redis-server", path=f"{os.environ.get('PATH', '')}:/usr/bin:/usr/sbin")
+    if binary is None:
+        if _in_ci():
+            pytest.fail("Redis tests cannot run under CI=true: redis-server is not installed", pytrace=False)
+        pytest.skip("redis-server is not installed (Debian package redis-server); run scripts/test")
+    import redis
+
+    workdir = tmp_path_factory.mktemp("redis")
+    for attempt in range(3):  # the free port could be taken before redis binds it
+        port = _free_port()
+        proc = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(workdir), "--daemonize", "no", "--logfile", str(workdir / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        url = f"redis://127.0.0.1:{port}/0"
+        deadline = time.monotonic() + 20
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        else:
+            proc.kill()
+            proc.wait()
+            if attempt == 2:
+                log = (workdir / "redis.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"redis-server did not start:\n{log}")
+            continue
+        break
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The test Redis server's URL, its database emptied first."""
+    import redis
+
+    with redis.Redis.from_url(redis_server) as client:
+        client.flushdb()
+    return redis_server

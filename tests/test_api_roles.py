@@ -17,9 +17,12 @@ from api_fixtures import Api, event, induced_share_post, minimal_pack, open_api
 from fastapi.routing import APIRoute
 
 from clearcircle.policy.campaigns import parse_campaign
+from clearcircle.review.appeals import file_appeal
+from clearcircle.review.queue import open_case
 
 # Routes that are public by design (documentation, liveness) and so not in the table.
 PUBLIC = {"/healthz", "/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"}
+PUBLIC |= {"/console"}  # the moderator console, a mounted app: session login, own role table (test_console_pages)
 
 ROLES = (*FIXTURE_ROLES, "compliance")  # compliance: merchant registry (S10) and campaigns (S12)
 ALL = frozenset(ROLES)
@@ -54,6 +57,21 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/campaigns/{name}"): REGISTRY_READERS,
     ("PUT", "/v1/campaigns/{name}"): CAMPAIGN_WRITERS,
     ("POST", "/v1/campaigns/{name}/end"): CAMPAIGN_WRITERS,
+    # people in the loop (issue 6): moderators work the queue and decide appeals (admins read them); the
+    # integrator files appeals for account owners; admins backtest; compliance reads transparency reports
+    ("GET", "/v1/cases"): STAFF,
+    ("GET", "/v1/cases/{case_id}"): STAFF,
+    ("POST", "/v1/cases/{case_id}/claim"): frozenset({"moderator"}),
+    ("POST", "/v1/cases/{case_id}/assign"): frozenset({"moderator"}),
+    ("POST", "/v1/cases/{case_id}/decide"): frozenset({"moderator"}),
+    ("POST", "/v1/appeals"): frozenset({"integrator"}),
+    ("GET", "/v1/appeals"): frozenset({"integrator", "moderator", "admin"}),
+    ("GET", "/v1/appeals/{appeal_id}"): frozenset({"integrator", "moderator", "admin"}),
+    ("POST", "/v1/appeals/{appeal_id}/decide"): frozenset({"moderator"}),
+    ("GET", "/v1/rules/stats"): REGISTRY_READERS,
+    ("POST", "/v1/backtest"): frozenset({"admin"}),
+    ("GET", "/v1/reports/transparency"): COMPLIANCE,
+    ("GET", "/v1/reports/transparency.html"): COMPLIANCE,
 }
 
 SEED_EVENT = "seed-post-1"
@@ -69,7 +87,11 @@ ROUTE_PATH_VALUES = {
     ("GET", "/v1/campaigns/{name}"): {"name": "roles-change"},
     ("PUT", "/v1/campaigns/{name}"): {"name": "roles-change"},
     ("POST", "/v1/campaigns/{name}/end"): {"name": "roles-end"},
+    # a case to claim and one to decide (a claim would hold the decision for its claimer); filled by the fixture
+    ("POST", "/v1/cases/{case_id}/decide"): {},
 }
+ROUTE_PARAMS = {("GET", "/v1/reports/transparency"): {"month": "2026-03"},
+                ("GET", "/v1/reports/transparency.html"): {"month": "2026-03"}}
 CREDIT_CODE = "91110000600037341L"
 LICENCE = "JY13101010000000"
 
@@ -103,6 +125,14 @@ def _body(method: str, path: str) -> Any:
         return _campaign(f"roles-{uuid.uuid4().hex[:12]}")
     if (method, path) == ("PUT", "/v1/campaigns/{name}"):
         return _campaign("roles-change")
+    if path.endswith(("/claim", "/assign")):
+        return {"moderator": "roles-mod"}
+    if path.endswith("/decide"):
+        return {"decision": "uphold", "reason": "role test"}
+    if (method, path) == ("POST", "/v1/appeals"):
+        return {"account": "u-seed-2", "event_id": "seed-post-2", "statement": "role test"}
+    if (method, path) == ("POST", "/v1/backtest"):
+        return {"files": minimal_pack()}
     return None
 
 
@@ -123,6 +153,12 @@ def api(tmp_path_factory: pytest.TempPathFactory):
         for name in ("roles-change", "roles-end"):
             spec = parse_campaign(_campaign(name), a.svc.pack, a.svc.pipeline.registry)
             a.svc.store.campaign_save(spec.wire(), spec.starts_ms, spec.ends_ms, "seed")
+        # issue 6: cases (one to claim, one to decide), an appeal to decide and an action to appeal
+        PATH_VALUES["case_id"] = str(open_case(a.svc.store, SEED_ACCOUNT, SEED_EVENT, "rule", ["r"], 3))
+        ROUTE_PATH_VALUES[("POST", "/v1/cases/{case_id}/decide")]["case_id"] = str(
+            open_case(a.svc.store, SEED_ACCOUNT, SEED_EVENT, "rule", ["r"], 3))
+        PATH_VALUES["appeal_id"] = str(file_appeal(a.svc.store, SEED_ACCOUNT, SEED_EVENT, "seed", "seed")[0].id)
+        assert a.post_event(induced_share_post("seed-post-2", actor="u-seed-2")).status_code == 200
         yield a
 
 
@@ -131,7 +167,7 @@ def _call(api: Api, method: str, path: str, key: str | None) -> Any:
     body = _body(method, path)
     values = {**PATH_VALUES, **ROUTE_PATH_VALUES.get((method, path), {})}
     return api.client.request(method, path.replace(":path}", "}").format(**values), headers=headers,
-                              json=body if body is not None else None)
+                              json=body if body is not None else None, params=ROUTE_PARAMS.get((method, path)))
 
 
 def _app_routes(api: Api) -> set[tuple[str, str]]:

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from clearcircle.signals.classifier import DEFAULT_MODEL_PATH, MarketingModel, shipped_model
 from clearcircle.signals.classifier.data import DataError, default_data_dir, load_corpus, read_sets
+from clearcircle.signals.classifier.features import MARK_BASE, digit_run_class, length_class, shape_marked
 from clearcircle.signals.classifier.model import part_of
 from clearcircle.signals.classifier.obfuscate import obfuscate
 from clearcircle.signals.classifier.split import VALIDATION_FOLDS, is_test, is_validation, split, validation_fold
@@ -180,32 +181,37 @@ def test_tuning_uses_only_the_texts_it_is_given_and_picks_from_the_grid(tiny_dat
 # --- fast scorer --------------------------------------------------------------------------------------------
 
 
-def fit_synthetic(seed: int = 3) -> tuple[dict, list[str]]:
-    """Two small sklearn pipelines (one per part) on synthetic data, and held-out texts of both scripts."""
+def fit_synthetic(seed: int = 3, marked: bool = False) -> tuple[dict, list[str]]:
+    """Two small sklearn pipelines (one per part) on synthetic data, and held-out texts of both scripts; with
+    `marked` the cjk part reads shape-marked texts, as the shipped model's does."""
     rng = random.Random(seed)
     fitted = {}
     for name, chinese in (("cjk", True), ("other", False)):
         rows = [(i % 2 == 0, message(rng, i % 2 == 0, chinese)) for i in range(300)]
         vectorizer, classifier = make_pipeline(C=3.0, class_weight="balanced", min_df=1)
-        x = vectorizer.fit_transform([normalize(t).text for _s, t in rows])
+        mark = shape_marked if marked and chinese else str
+        x = vectorizer.fit_transform([mark(normalize(t).text) for _s, t in rows])
         classifier.fit(x, np.array([s for s, _t in rows]))
-        fitted[name] = (vectorizer, classifier, 0.5)
+        fitted[name] = (vectorizer, classifier, 0.5, marked and chinese)
     held_out = [normalize(message(rng, rng.random() < 0.5, rng.random() < 0.5)).text for _ in range(300)]
     held_out += ["", "a", "zz  qq\t\tww", "完全没见过的字", "x" * 500, "加微信  优惠"]
     return fitted, held_out
 
 
+@pytest.mark.parametrize("marked", [False, True], ids=["plain", "shape-marked"])
 @pytest.mark.parametrize("engine", ["aho-corasick", "python"])
-def test_fast_scorer_equals_sklearn_predict_proba(engine: str, tmp_path: Path) -> None:
-    fitted, held_out = fit_synthetic()
+def test_fast_scorer_equals_sklearn_predict_proba(engine: str, marked: bool, tmp_path: Path) -> None:
+    fitted, held_out = fit_synthetic(marked=marked)
     model = MarketingModel.from_sklearn(fitted, {"parts": {}}).with_engine(engine)
     path = tmp_path / "m.npz"
     model.save(path)
     loaded = MarketingModel.load(path, engine=engine)
+    assert loaded.parts["cjk"].shape_markers is marked and loaded.parts["other"].shape_markers is False
     worst = 0.0
     for text in held_out:
-        vectorizer, classifier, _ = fitted[part_of(text)]
-        expected = classifier.predict_proba(vectorizer.transform([text]))[0, 1]
+        vectorizer, classifier, _, text_marked = fitted[part_of(text)]
+        features = shape_marked(text) if text_marked else text
+        expected = classifier.predict_proba(vectorizer.transform([features]))[0, 1]
         worst = max(worst, abs(model.probability(text) - expected), abs(loaded.probability(text) - expected))
     assert worst <= 1e-6
     # The synthetic classes are separable: the scorer is not trivially constant.
@@ -217,6 +223,32 @@ def test_save_is_deterministic(tmp_path: Path) -> None:
     for name in ("a.npz", "b.npz"):
         MarketingModel.from_sklearn(fitted, {"parts": {}}).save(tmp_path / name)
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+
+
+def test_shape_marks_classify_length_and_number_runs() -> None:
+    lengths = (0, 1, 2, 3, 6, 7, 14, 15, 510, 511, 5000)
+    assert [length_class("x" * n) for n in lengths] == [0, 1, 1, 2, 2, 3, 3, 4, 8, 9, 9]
+    numbers = ["你好", "只要35元", "验证码 482913", "QQ 12345678", "电话13812345678", "卡号6222020200090005097",
+               "12 34 56"]  # spaces end a run
+    assert [digit_run_class(t) for t in numbers] == [0, 1, 2, 3, 4, 5, 1]
+    marked = shape_marked("电话13812345678")
+    assert marked[2:-1] == "电话13812345678" and marked[0] == marked[-1] != marked[1]
+    assert all(ord(c) >= MARK_BASE for c in (marked[0], marked[1]))
+    # texts of one shape share marks, texts of another do not
+    assert shape_marked("加微信13912345678")[:2] == marked[:2] != shape_marked("加微信")[:2]
+
+
+def test_a_model_file_written_before_shape_marks_still_loads(tmp_path: Path) -> None:
+    fitted, held_out = fit_synthetic()
+    model = MarketingModel.from_sklearn(fitted, {"parts": {}})
+    model.save(tmp_path / "new.npz")
+    with np.load(tmp_path / "new.npz", allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays = {k: (v[:4] if k.endswith(".scalars") else v) for k, v in arrays.items()}  # the old 4 scalars
+    np.savez_compressed(tmp_path / "old.npz", **arrays)
+    old = MarketingModel.load(tmp_path / "old.npz")
+    assert not any(p.shape_markers for p in old.parts.values())
+    assert [old.probability(t) for t in held_out] == [model.probability(t) for t in held_out]
 
 
 def test_routing_by_script() -> None:

@@ -1,5 +1,5 @@
 """Images in posts (issue 3 point 6, `media.*`): OCR through the text pipeline, QR codes, PDQ hash banks, the
-same photo from many accounts, and unreadable images as values, never errors.
+same photo from many accounts (altered copies included), and unreadable images as values, never errors.
 
 Every image here is drawn by the test itself: text with Pillow's built-in scalable font (no system font
 needed, so Latin letters and digits), QR codes with the `qrcode` package, "product photos" as seeded shapes.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import random
 import shutil
 import struct
@@ -176,6 +177,68 @@ def test_ocr_signals_and_the_image_read_once(svc):
     assert ocr.runs == runs + 1
 
 
+# --- Chinese text in images (a CJK font from Debian's fonts-noto-cjk, installed by scripts/test) ---------------
+
+CJK_FONT = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
+
+
+@pytest.fixture(scope="module")
+def cjk_font() -> Path:
+    if not CJK_FONT.is_file():
+        message = f"no CJK font at {CJK_FONT}: scripts/test installs Debian's fonts-noto-cjk"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return CJK_FONT
+
+
+def chinese_image(font_path: Path, *lines: str, background: Image.Image | None = None) -> Image.Image:
+    image = background.copy() if background is not None else Image.new("RGB", (720, 260), "white")
+    draw = ImageDraw.Draw(image)
+    face = ImageFont.truetype(str(font_path), 44)
+    for i, line in enumerate(lines):
+        draw.text((24, 30 + 80 * i), line, fill="black", font=face)
+    return image
+
+
+def test_chinese_induced_sharing_in_an_image_is_read_and_fires_the_text_rules(svc, cjk_font):
+    data = encode(chinese_image(cjk_font, "转发朋友圈集满30个赞", "加微信领取面膜"))
+    event = post("u-zh-ocr-1", data, text="周末快乐")
+    [d] = decide(svc, event)
+    read = ocr_text(data)
+    assert "转发朋友圈" in read and "微信" in read
+    assert {"induced_share", "contact"} <= set(d["signals"]["text.categories"])
+    values = SignalValues(load_builtin_signals(), SignalContext(event, 0, None, None, svc.pack.resources))
+    assert {"induced_share", "contact"} <= set(values["media.text_categories"])  # found in the image, not the text
+    assert "induced-share-text" in d["rules"]
+    spans = [e for e in d["evidence"] if e.get("span")]
+    assert spans and {e["field"] for e in spans} == {"body.images.0.ocr"}
+    for item in spans:  # evidence is shown as the image says it
+        a, b = item["span"]
+        assert read[a:b] == item["text"]
+    assert any("朋友圈" in e["text"] for e in spans)
+
+
+def test_chinese_counterfeit_and_a_wechat_id_on_a_photo(svc, cjk_font):
+    light = product_photo(5, size=(720, 260)).point(lambda v: 200 + v // 5)  # a pale photo behind the text
+    data = encode(chinese_image(cjk_font, "高仿名牌包 A货 原单", "加V: abc12345", background=light), "JPEG",
+                  quality=85)
+    event = post("u-zh-ocr-2", data, text="新到的货")
+    [d] = decide(svc, event)
+    assert {"counterfeit-sale-text", "media-image-contact"} <= set(d["rules"])
+    values = SignalValues(load_builtin_signals(), SignalContext(event, 0, None, None, svc.pack.resources))
+    assert "counterfeit" in values["media.text_categories"] and values["media.contacts"] >= 1
+
+
+def test_ordinary_chinese_text_in_an_image_is_read_and_left_alone(svc, cjk_font):
+    data = encode(chinese_image(cjk_font, "周末和朋友去爬山", "风景很美"))
+    event = post("u-zh-ocr-3", data, text="开心")
+    [d] = decide(svc, event)
+    assert "爬山" in ocr_text(data) and d["verdict"] == "allow"
+    values = SignalValues(load_builtin_signals(), SignalContext(event, 0, None, None, svc.pack.resources))
+    assert values["media.text_categories"] == [] and values["text.categories"] == []
+
+
 def test_posts_without_images_read_no_media_signal_and_run_no_ocr(svc):
     runs = ocr.runs
     ds = decide(svc, post("u-plain", text="转发到朋友圈集满30个赞送面膜"), post("u-plain", text=ORDINARY),
@@ -319,6 +382,18 @@ def test_the_hash_tool_prints_bank_lines_that_load(tmp_path, capsys):
     assert load_pack(pack_with_bank(tmp_path, line + "\n")).media.entries[0].label == "fake_bag"
 
 
+def test_the_media_tool_reads_text_and_reports_missing_files(tmp_path, capsys):
+    file = tmp_path / "banner.png"
+    text_image("Replica bags").save(file)
+    assert hash_main(["ocr", str(file)]) == 0
+    name, millis, text = capsys.readouterr().out.splitlines()[-1].split("\t")
+    assert name == str(file) and millis.endswith(" ms") and "replica" in text.lower()
+    assert hash_main(["hash", str(tmp_path / "missing.png")]) == 1
+    assert hash_main(["ocr", str(tmp_path / "missing.png")]) == 1
+    assert "cannot read" in capsys.readouterr().err
+    assert hash_main(["unknown"]) == 2
+
+
 def test_bank_and_settings_problems_are_reported_with_file_and_line(tmp_path):
     good = "ab" * 32
     lines = f"# header\n{good} ok-label\nnot-a-hash label\n{'cd' * 32} Bad Label\n{good} again\n{'ef' * 32}\n"
@@ -374,7 +449,148 @@ def test_photo_counter_hits_once_per_distinct_photo():
     hits = [h for h in counters.hits_for(event) if h[1] == "photo_posts"]
     assert len(hits) == 2 and {m for _k, _n, m in hits} == {"u-hits"}
     assert all(k.startswith("photo:") and len(k) == len("photo:") + 64 for k, _n, _m in hits)
+    bands = [h for h in counters.hits_for(event) if h[1] == "photo_bands"]  # near-duplicates: 16 bands a photo
+    assert len(bands) == 32 and {m[:64] for _k, _n, m in bands} == {k.removeprefix("photo:") for k, _n, _m in hits}
     assert [h for h in counters.hits_for(post("u-hits", text="no images")) if h[1] == "photo_posts"] == []
+
+
+# --- near-duplicates: the same photo re-encoded, resized, cropped or watermarked -------------------------------
+
+
+def jpeg(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def crop(image: Image.Image, area: float = 0.05) -> Image.Image:
+    """The middle of the image, `area` of it cut away (about 1.3% off each side for 5%)."""
+    keep = (1 - area) ** 0.5
+    w, h = round(image.width * keep), round(image.height * keep)
+    left, top = (image.width - w) // 2, (image.height - h) // 2
+    return image.crop((left, top, left + w, top + h))
+
+
+def watermark(image: Image.Image, text: str = "@shop_8888") -> Image.Image:
+    marked = image.copy()
+    ImageDraw.Draw(marked).text((marked.width - 180, marked.height - 40), text, fill="white", font=font(20))
+    return marked
+
+
+def resized(image: Image.Image, factor: float) -> Image.Image:
+    return image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.LANCZOS)
+
+
+COPIES = {  # how resellers' apps alter a supplier's photo
+    "jpeg-q20": lambda im: jpeg(im, 20),
+    "jpeg-q45": lambda im: jpeg(im, 45),
+    "half-size": lambda im: resized(im, 0.5),
+    "three-quarter-size-jpeg": lambda im: jpeg(resized(im, 0.75), 60),
+    "crop-5pct": crop,
+    "crop-5pct-jpeg": lambda im: jpeg(crop(im), 50),
+    "watermark": watermark,
+    "watermark-jpeg": lambda im: jpeg(watermark(im, "VX: shop88"), 50),
+    "double-size": lambda im: resized(im, 2.0),
+}
+
+
+class MemoryCounters:
+    """An in-memory counter reader (count and members) over the hits real events make (`counters.hits_for`):
+    a stand-in for the store, to test the photo counting on its own."""
+
+    def __init__(self) -> None:
+        self.hits: list[tuple[str, str, int, str]] = []
+
+    def record(self, event: Any, at_ms: int) -> None:
+        self.hits += [(key, name, at_ms, member) for key, name, member in counters.hits_for(event)]
+
+    def members(self, key: str, name: str, since_ms: int, until_ms: int) -> list[str]:
+        return [m for k, n, at, m in self.hits if k == key and n == name and since_ms < at <= until_ms]
+
+    def count(self, key: str, name: str, since_ms: int, until_ms: int, distinct: bool = False) -> int:
+        found = self.members(key, name, since_ms, until_ms)
+        return len(set(found)) if distinct else len(found)
+
+
+def pdq_hash(image: Image.Image) -> int:
+    return media_image.facts(post("u-hash", encode(image)).body.images[0]).pdq
+
+
+def test_near_duplicate_copies_are_within_the_distance_and_unrelated_photos_far():
+    original = product_photo(74)
+    h = pdq_hash(original)
+    distances = {name: hamming(h, pdq_hash(make(original))) for name, make in COPIES.items()}
+    assert max(distances.values()) <= 31, distances  # none beyond PDQ's threshold
+    assert sum(d > 0 for d in distances.values()) >= 6, distances  # most copies no longer hash as the original
+    assert min(hamming(h, pdq_hash(product_photo(seed))) for seed in range(100, 110)) > 64
+
+
+def test_band_keys_and_members():
+    from clearcircle.signals.media.photos import BANDS, band_hits, band_keys, band_member
+
+    h = pdq_hash(product_photo(74))
+    keys = band_keys(h)
+    assert len(keys) == len(set(keys)) == BANDS and all(k.startswith("photoband:") for k in keys)
+    assert keys[0].endswith(f":{h >> 240:04x}") and keys[-1].endswith(f":{h & 0xFFFF:04x}")
+    member = band_member(h, "u-" + "x" * 126)  # the longest account id still fits the member column
+    assert len(member) <= 128 and int(member[:64], 16) == h
+    # one hit per band value and post, even when two photos of the post share it
+    assert len(band_hits([h, h ^ 1], "u-a")) == BANDS + 1
+
+
+def test_copies_posted_by_different_accounts_count_as_one_photo():
+    from clearcircle.signals.media.photos import photo_accounts
+
+    reader, at = MemoryCounters(), 1_000
+    original = product_photo(74)
+    images = [original] + [make(original) for make in COPIES.values()]
+    for i, image in enumerate(images):
+        reader.record(post(f"u-copy-{i}", encode(image), encode(product_photo(200 + i))), at + i)
+    since, until = 0, at + len(images)
+    assert photo_accounts(reader, pdq_hash(original), since, until) == len(images)  # all ten accounts
+    # the exact-hash count a reader without members falls back to sees only the copies that hash the same
+    count_only = type("CountOnly", (), {"count": reader.count})()
+    identical = sum(pdq_hash(image) == pdq_hash(original) for image in images)
+    assert photo_accounts(count_only, pdq_hash(original), since, until) == identical < len(images) // 2
+    # each unrelated photo posted beside a copy is its own photo: one account
+    assert [photo_accounts(reader, pdq_hash(product_photo(200 + i)), since, until)
+            for i in range(len(images))] == [1] * len(images)
+
+
+def test_a_candidate_sharing_a_band_but_far_away_is_not_counted():
+    from clearcircle.signals.media.photos import BANDS, band_hits, band_keys, photo_accounts
+
+    h = pdq_hash(product_photo(74))
+    far = h ^ ((1 << 240) - 1)  # the same first band, every other bit flipped: 240 bits away
+    near = h ^ 0b1011  # 3 bits away, in the last band
+    assert band_keys(far)[0] == band_keys(h)[0] and band_keys(near)[:-1] == band_keys(h)[:-1]
+    reader = MemoryCounters()
+    for actor, pdq in (("u-self", h), ("u-far", far), ("u-near", near)):
+        reader.hits += [(key, "photo_bands", 10, member) for key, member in band_hits([pdq], actor)]
+    assert photo_accounts(reader, h, 0, 10) == 2  # u-self and u-near, not u-far
+    assert photo_accounts(reader, h, 0, 10, max_distance=2) == 1
+    assert len(band_hits([h], "u-self")) == BANDS
+
+
+def test_copies_of_a_photo_from_many_accounts_fire_the_crowd_rule(db_url, tmp_path):
+    """Through the real pipeline and store: nine altered copies and the original, ten accounts, one photo."""
+    original = product_photo(74)
+    copies = [encode(make(original), "JPEG", quality=90) for make in COPIES.values()] + [encode(original)]
+    service = open_service(Settings(db_url=db_url, key_file=tmp_path / "k"))
+    try:
+        seen, other = [], []
+        for i, data in enumerate(copies):
+            at = T0 + timedelta(hours=6 * i)
+            [d] = decide(service, post(f"u-near-{i}", data, at=at))
+            seen.append(d["signals"]["media.photo_accounts_7d"])
+            if i in (0, 4, 9):  # a few unrelated photos among them (each image costs an OCR pass: keep it short)
+                [o] = decide(service, post(f"u-other-{i}", encode(product_photo(300 + i)), at=at))
+                other.append(o["signals"]["media.photo_accounts_7d"])
+        assert seen[0] == 1 and seen[-1] == 10 and seen == sorted(seen)
+        assert "media-photo-many-accounts" in d["rules"] and d["verdict"] == "review"
+        assert other == [1, 1, 1]  # different photos never join the crowd
+    finally:
+        service.close()
 
 
 # --- unreadable images are values, not errors --------------------------------------------------------------

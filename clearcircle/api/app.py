@@ -6,11 +6,13 @@ input with the same field paths; the OpenAPI schema still documents every event 
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import tempfile
+import time
 from datetime import date, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
@@ -21,10 +23,17 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from clearcircle import __version__
+from clearcircle.api import review_routes
 from clearcircle.api.auth import require
+from clearcircle.api.coalesce import Coalescer
+from clearcircle.api.metrics import Metrics, MetricsMiddleware
+from clearcircle.api.pack_files import write_pack_files
+from clearcircle.api.ratelimit import RateLimit, TokenBucket
+from clearcircle.console import mount as mount_console
 from clearcircle.enforcement.state import AccountState
 from clearcircle.events.schemas import EVENT_ADAPTER, EventError, parse_batch_json, parse_event_json
 from clearcircle.merchants import registry as merchant_registry
+from clearcircle.obs.logs import event_context
 from clearcircle.policy.campaigns import (
     CampaignError,
     CampaignSpec,
@@ -37,7 +46,8 @@ from clearcircle.service import Service
 from clearcircle.signals.quota import quota_report
 from clearcircle.store.repository import CampaignConflict, StoredCounters, now_ms
 
-MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_BODY_BYTES = 16 * 1024 * 1024  # the default of Settings.max_body_bytes
+_decisions_log = logging.getLogger("clearcircle.decisions")
 _EVENT_SCHEMA = EVENT_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
 
 
@@ -63,6 +73,10 @@ class DecisionOut(BaseModel):
     errors: list[str] = []
     campaigns: list[str] = []  # S12: campaign overlays that changed the decision
     duplicate: bool = False
+
+
+# DecisionOut's fields in order with their defaults: the event routes build its JSON without the model
+_DECISION_FIELDS = tuple((name, f.default) for name, f in DecisionOut.model_fields.items() if name != "duplicate")
 
 
 class BatchOut(BaseModel):
@@ -183,7 +197,32 @@ def create_app(service: Service) -> FastAPI:
                   for e in exc.errors()]
         return _error(422, "invalid request", errors)
 
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    settings = service.settings
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if settings.rate_limit_per_s > 0:  # inside the metrics middleware, so 429s are counted
+        app.add_middleware(RateLimit, bucket=TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst))
+    app.state.metrics = metrics = Metrics(service.store)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: serves GET /metrics, counts statuses
+
+    coalescer = Coalescer(lambda events: service.pipeline.submit(events))  # late-bound: the live pipeline
+
+    async def decide(events: list[Any], route: str) -> list[dict[str, Any]]:
+        """Run the pipeline off the event loop; count, time and log each decision (with its event id)."""
+        started = time.perf_counter()
+        if route == "single":  # grouped with the other single events waiting (api/coalesce.py)
+            outcomes = [await coalescer.decide(events[0])]
+        else:
+            outcomes = await run_in_threadpool(service.pipeline.submit, events)
+        metrics.observe(route, [e.type for e in events], outcomes, time.perf_counter() - started)
+        out = []
+        for event, outcome in zip(events, outcomes, strict=True):
+            d = outcome.decision
+            if _decisions_log.isEnabledFor(logging.INFO):
+                _decisions_log.info("decided", extra={"event_id": event.id, "type": event.type,
+                                                      "verdict": d["verdict"], "rules": d["rules"],
+                                                      "duplicate": outcome.duplicate})
+            out.append({**{k: d.get(k, v) for k, v in _DECISION_FIELDS}, "duplicate": outcome.duplicate})
+        return out
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
@@ -191,19 +230,19 @@ def create_app(service: Service) -> FastAPI:
 
     @app.post("/v1/events", tags=["events"], response_model=DecisionOut,
               openapi_extra=_event_body_spec(False))
-    async def post_event(request: Request, response: Response, _role: str = Depends(integrator)) -> DecisionOut:
+    async def post_event(request: Request, _role: str = Depends(integrator)) -> Response:
         """Decide one event. The same id again returns the first decision with `duplicate: true`."""
         event = parse_event_json(await request.body())
-        outcome = (await run_in_threadpool(service.pipeline.submit, [event]))[0]
-        return DecisionOut(**outcome.decision, duplicate=outcome.duplicate)
+        with event_context(event.id):
+            # the wire shape of DecisionOut, serialised once by orjson (no second validation by the model)
+            return Response(orjson.dumps((await decide([event], "single"))[0]), media_type="application/json")
 
     @app.post("/v1/events/batch", tags=["events"], response_model=BatchOut,
               openapi_extra=_event_body_spec(True, service.settings.max_batch))
-    async def post_batch(request: Request, _role: str = Depends(integrator)) -> BatchOut:
+    async def post_batch(request: Request, _role: str = Depends(integrator)) -> Response:
         """Decide up to `max_batch` events in order, atomically: one invalid event refuses the whole batch."""
         events = parse_batch_json(await request.body(), service.settings.max_batch)
-        outcomes = await run_in_threadpool(service.pipeline.submit, events)
-        return BatchOut(decisions=[DecisionOut(**o.decision, duplicate=o.duplicate) for o in outcomes])
+        return Response(orjson.dumps({"decisions": await decide(events, "batch")}), media_type="application/json")
 
     @app.get("/v1/decisions/{event_id:path}", tags=["events"], response_model=DecisionOut)
     def get_decision(event_id: str, _role: str = Depends(readers)) -> DecisionOut:
@@ -239,7 +278,8 @@ def create_app(service: Service) -> FastAPI:
                     _role: str = Depends(moderator)) -> dict[str, Any]:
         """The account's state at a moment (default now): expiry is computed, so past measures drop out."""
         state, at_ms = _state_at(account_id, at)
-        return {"view": state.view(at_ms).model_dump(), "state": state.model_dump(exclude={"friends"})}
+        hidden = {"friends", "ledger", "ledger_base"}  # long lists: the history route shows what happened
+        return {"view": state.view(at_ms).model_dump(), "state": state.model_dump(exclude=hidden)}
 
     @app.get("/v1/policy", tags=["policy"])
     def get_policy(_role: str = Depends(policy_readers)) -> dict[str, Any]:
@@ -257,15 +297,7 @@ def create_app(service: Service) -> FastAPI:
         """Validate a pack sent as files, without loading it: every problem with file, line and rule."""
         root = Path(tempfile.mkdtemp(prefix="cc-pack-"))
         try:
-            for rel, text in pack.files.items():
-                parts = PurePosixPath(rel).parts
-                if (not parts or rel.startswith("/") or "\\" in rel or any(p in ("..", ".") for p in parts)
-                        or PurePosixPath(*parts).as_posix() != rel or not rel.endswith((".yaml", ".yml", ".txt"))):
-                    raise HTTPException(422, f"bad pack file name {rel!r}: a relative path inside the pack "
-                                             "ending in .yaml, .yml or .txt")
-                target = root / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text, encoding="utf-8")
+            write_pack_files(pack.files, root)
             try:
                 loaded = load_pack(root)
             except PackError as exc:
@@ -289,6 +321,8 @@ def create_app(service: Service) -> FastAPI:
 
     _merchant_routes(app, service, compliance, policy_readers)
     _campaign_routes(app, service, campaign_writers, policy_readers)
+    review_routes.register(app, service)  # issue 6: review queue, appeals, rule stats, backtest, transparency
+    mount_console(app, service)  # issue 6: the moderator console (HTML pages, session login) at /console
     _extend_openapi(app)
     return app
 

@@ -58,14 +58,25 @@ from clearcircle.cli.text_bench import bench_text  # noqa: E402, I001
 app.command("bench-text")(bench_text)
 from clearcircle.cli.model import register as register_model_commands  # noqa: E402, I001
 register_model_commands(app)
+from clearcircle.cli.detect import register as register_detect_commands  # noqa: E402, I001
+register_detect_commands(app)  # issue 9: detect, evaluate-graph, bench-graph
+from clearcircle.cli.review import register as register_review_commands  # noqa: E402, I001
+register_review_commands(app)  # issue 6: queue, appeals, backtest, rules-stats, report
+from clearcircle.cli.load_bench import bench_load  # noqa: E402, I001
+app.command("bench-load")(bench_load)
 
 
 @app.command()
-def serve(host: str = "127.0.0.1", port: int = 8000, db: DbOpt = None, pack: PackOpt = None) -> None:
+def serve(host: str = "127.0.0.1", port: int = 8000, db: DbOpt = None, pack: PackOpt = None,
+          log_level: Annotated[str, typer.Option(help="JSON log lines at this level and above (stderr)")] = "info",
+          access_log: Annotated[bool, typer.Option(help="one log line per HTTP request")] = False) -> None:
     """Run the HTTP API (migrates the store; creates an admin key on first start)."""
     import uvicorn
 
     from clearcircle.api.app import create_app
+    from clearcircle.obs.logs import configure as configure_logging
+
+    configure_logging(log_level)  # JSON lines with the event id (clearcircle/obs/logs.py)
 
     service = service_for(db, pack)
     if not service.store.list_keys():
@@ -78,7 +89,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, db: DbOpt = None, pack: Pac
                       "`clearcircle keys create`)")
     say(("pack", "bold"), f"{service.pack.name} {service.pack.version[:19]}…, store {service.store.engine.url!r}",
          console)
-    uvicorn.run(create_app(service), host=host, port=port, log_level="info")
+    # uvloop + httptools: the fast event loop and HTTP parser (docs/hardening.md, load figures)
+    uvicorn.run(create_app(service), host=host, port=port, log_level=log_level, log_config=None,
+                access_log=access_log, loop="uvloop", http="httptools")
 
 
 def _open(path: Path):  # noqa: ANN202

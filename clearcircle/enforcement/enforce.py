@@ -7,9 +7,11 @@ own soft measure; accumulated strikes escalate to restriction, suspension, and o
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import groupby
+from typing import Any
 
 from clearcircle.enforcement.actions import Request, apply
-from clearcircle.enforcement.state import AccountState
+from clearcircle.enforcement.state import AccountState, LedgerEntry, Measure
 from clearcircle.events.features import feature_of
 from clearcircle.events.schemas import Event
 from clearcircle.policy.decision import AppliedAction
@@ -50,14 +52,119 @@ def _ladder(state: AccountState, source: str, at_ms: int, settings: PackSettings
 
 def enforce(requests: list[Request], account: Callable[[str], AccountState],
             settings: PackSettings) -> list[AppliedAction]:
-    """Apply every request, then the strike ladder on each account that got a new strike."""
+    """Apply every request, then the strike ladder on each account that got a new strike. Each request is
+    kept in its account's ledger (whether it changed anything or not), so it can be reversed exactly."""
     changes: list[AppliedAction] = []
     struck: dict[str, Request] = {}
     for req in requests:
-        applied = apply(account(req.account), req)
+        state = account(req.account)
+        _log(state, req, settings)
+        applied = apply(state, req)
         changes.extend(applied)
         if any(c.action == "strike" for c in applied):
             struck[req.account] = req
     for account_id, req in struck.items():
         changes.extend(_ladder(account(account_id), req.source, req.at_ms, settings))
     return changes
+
+
+# --- the ledger and reversal (S15: an overturn restores the account as if the action had never been taken) -------
+
+# What enforcement owns in the state; a reversal rebuilds exactly these and leaves the rest (type, friends,
+# reports) alone.
+ENFORCEMENT_FIELDS = ("labels", "restrictions", "reach_limit", "suspension", "ban", "strikes", "reviews")
+LEDGER_MAX = 200  # requests kept per account; older ones are folded into `ledger_base`
+
+
+def _entry(req: Request) -> LedgerEntry:
+    return LedgerEntry(action=req.action, rule=req.rule, source=req.source, at_ms=req.at_ms, days=req.days,
+                       feature=req.feature, label=req.label, strike=req.strike, strike_days=req.strike_days)
+
+
+def _request(account_id: str, e: LedgerEntry) -> Request:
+    return Request(action=e.action, account=account_id, rule=e.rule, source=e.source, at_ms=e.at_ms, days=e.days,
+                   feature=e.feature, label=e.label, strike=e.strike, strike_days=e.strike_days)
+
+
+def _snapshot(state: AccountState) -> dict[str, Any]:
+    return state.model_dump(include=set(ENFORCEMENT_FIELDS))
+
+
+def _base(state: AccountState) -> AccountState:
+    """A state holding only what the ledger's folded-away requests built (nothing when none were folded)."""
+    return AccountState.model_validate({"account_id": state.account_id, **(state.ledger_base or {})})
+
+
+def _replay(work: AccountState, entries: list[LedgerEntry], settings: PackSettings) -> None:
+    """Apply the entries to `work` one event at a time (as the pipeline did: the ladder runs per event)."""
+    for _source, group in groupby(entries, key=lambda e: e.source):
+        enforce([_request(work.account_id, e) for e in group], lambda _a: work, settings)
+
+
+def _log(state: AccountState, req: Request, settings: PackSettings) -> None:
+    state.ledger.append(_entry(req))
+    if len(state.ledger) > LEDGER_MAX:  # fold the oldest event's requests into the base
+        first = state.ledger[0].source
+        n = next((i for i, e in enumerate(state.ledger) if e.source != first), len(state.ledger))
+        base = _base(state)
+        _replay(base, state.ledger[:n], settings)
+        state.ledger_base = _snapshot(base)
+        del state.ledger[:n]
+
+
+def _what_changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Names of the measures and strikes that differ between two snapshots ("ban", "label:spam", "strike:r")."""
+    out: list[str] = []
+    for name in ("ban", "suspension", "reach_limit"):
+        if before[name] != after[name]:
+            out.append(name)
+    for group, prefix in (("labels", "label:"), ("restrictions", "restriction:")):
+        out += [prefix + k for k in sorted(set(before[group]) | set(after[group]))
+                if before[group].get(k) != after[group].get(k)]
+    kept = [tuple(sorted(s.items())) for s in after["strikes"]]
+    out += [f"strike:{s['rule']}" for s in before["strikes"] if tuple(sorted(s.items())) not in kept]
+    out += [f"review:{rule}" for rule in sorted(set(before["reviews"]) - set(after["reviews"]))]
+    return out
+
+
+def _remove_by_source(state: AccountState, source: str) -> None:
+    """The fallback when the ledger cannot explain the state (written before the ledger existed, or the
+    request was folded away): drop what the event itself set. Exact unless a later request extended it."""
+    state.strikes = [s for s in state.strikes if s.source != source]
+    for name in ("ban", "suspension", "reach_limit"):
+        measure: Measure | None = getattr(state, name)
+        if measure is not None and measure.source == source:
+            setattr(state, name, None)
+    for group in (state.labels, state.restrictions):
+        for key in [k for k, m in group.items() if m.source == source]:
+            del group[key]
+
+
+def reverse(state: AccountState, source: str, rule: str, settings: PackSettings) -> list[AppliedAction]:
+    """Undo every request event `source` made to this account, as if it had never been made.
+
+    The account's measures, strikes and case marks are rebuilt from its ledger without that event's requests,
+    through the same action registry and strike ladder, so a strike the event gave no longer counts towards a
+    later escalation, and a later, shorter measure the overturned one had swallowed comes back as it would have
+    been. Returns one `reverse` change naming what changed (empty if nothing did); `rule` names who reversed
+    it (an appeal, a case decision).
+    """
+    before = _snapshot(state)
+    check = _base(state)
+    _replay(check, state.ledger, settings)
+    if _snapshot(check) == before and any(e.source == source for e in state.ledger):
+        work = _base(state)
+        _replay(work, [e for e in state.ledger if e.source != source], settings)
+        for name in ENFORCEMENT_FIELDS:
+            setattr(state, name, getattr(work, name))
+        state.ledger = work.ledger
+        exact = True
+    else:
+        _remove_by_source(state, source)
+        state.ledger = [e for e in state.ledger if e.source != source]
+        exact = False
+    changed = _what_changed(before, _snapshot(state))
+    if not changed:
+        return []
+    return [AppliedAction(account=state.account_id, action="reverse", rule=rule,
+                          detail={"event_id": source, "changed": changed, "exact": exact})]

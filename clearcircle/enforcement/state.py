@@ -7,6 +7,7 @@ out what ended before T. Strikes decay the same way.
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +36,42 @@ class Strike(BaseModel):
     expires_ms: int
 
 
+class ReportMark(BaseModel):
+    """One account's standing report (or buyer complaint) of this account (S14, S5): the latest one, weighed by
+    the reporter's reputation when it was filed. Keyed by the reporter, so a reporter counts once."""
+
+    model_config = ConfigDict(extra="forbid")
+    at_ms: int
+    weight: float
+    reason: str
+    event_id: str
+    judged: int | None = None  # the case whose decision counted it in the reporter's reputation (once)
+
+
+class ReporterRecord(BaseModel):
+    """How this account's past reports and complaints were decided by moderators (its reputation's evidence)."""
+
+    model_config = ConfigDict(extra="forbid")
+    upheld: int = 0
+    overturned: int = 0
+
+
+class LedgerEntry(BaseModel):
+    """One enforcement request applied to this account, kept so an overturned action can be reversed exactly:
+    the account's measures are rebuilt from its requests without the overturned one (enforce.reverse)."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: str
+    rule: str
+    source: str
+    at_ms: int
+    days: float | None = None
+    feature: str | None = None
+    label: str | None = None
+    strike: bool = False
+    strike_days: float = 90.0
+
+
 class AccountState(BaseModel):
     """Everything enforcement knows about one account; stored as one JSON document per account."""
 
@@ -54,6 +91,13 @@ class AccountState(BaseModel):
     strikes: list[Strike] = Field(default_factory=list)
     reviews: dict[str, int] = Field(default_factory=dict)  # rule -> when it last opened a case
     friends: list[str] = Field(default_factory=list)
+    # people in the loop (issue 6): reports and complaints about this account, by reporter; how its own reports
+    # were decided; the enforcement requests it received (and what they had built before the oldest kept one)
+    reports: dict[str, ReportMark] = Field(default_factory=dict)
+    complaints: dict[str, ReportMark] = Field(default_factory=dict)
+    reporting: ReporterRecord | None = None
+    ledger: list[LedgerEntry] = Field(default_factory=list)
+    ledger_base: dict[str, Any] | None = None
 
     def view(self, at_ms: int) -> AccountView:
         return AccountView.of(self, at_ms)
@@ -129,6 +173,16 @@ class AccountView:
     @property
     def friends(self) -> int:
         return len(self._state.friends)
+
+    def reported_within(self, kind: str, since_ms: int) -> list[tuple[str, float]]:
+        """(reporter, weight) of each distinct account whose latest report (kind "reports") or complaint
+        ("complaints") of this account was filed in (since_ms, at_ms]."""
+        marks: dict[str, ReportMark] = getattr(self._state, kind)
+        return [(who, m.weight) for who, m in sorted(marks.items()) if since_ms < m.at_ms <= self.at_ms]
+
+    @property
+    def reporting(self) -> ReporterRecord | None:
+        return self._state.reporting
 
     def is_friend(self, other: str) -> bool:
         return other in self._state.friends

@@ -225,7 +225,7 @@ def parse_event(data: Any) -> Event:
         raise EventError([{"field": "(event)", "message": "an event must be a JSON object", "type": "type"}])
     try:  # stdlib json keeps NaN and huge integers as tokens, so the field that holds them is named
         raw = json.dumps(data, ensure_ascii=False, default=_no_json)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise EventError([{"field": "(event)", "message": f"not JSON-encodable: {exc}", "type": "json"}]) from None
     return parse_event_json(raw)
 

@@ -145,6 +145,35 @@ def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+class ReportSettings(BaseModel):
+    """pack.yaml `reports`: how much a user's report (S14) or a buyer's complaint (S5) weighs.
+
+    A reporter's reputation is the mean of a Beta distribution over how moderators decided the cases their
+    past reports and complaints led to: Beta(prior_upheld + upheld, prior_overturned + overturned). An account
+    with no decided reports starts low (the prior's mean, 0.2 by default); an account younger than
+    `full_weight_age_days` weighs in proportion to its age, but never less than `min_age_factor` of its
+    reputation. A target is escalated when the summed weight of distinct reporters reaches a threshold.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    prior_upheld: Annotated[float, Field(gt=0, le=1000)] = 1.0
+    prior_overturned: Annotated[float, Field(gt=0, le=1000)] = 4.0
+    full_weight_age_days: Annotated[float, Field(ge=0, le=3650)] = 30.0
+    min_age_factor: Annotated[float, Field(ge=0, le=1)] = 0.1
+    escalate_weight: Annotated[float, Field(gt=0, le=1_000_000)] = 3.0  # reports, summed over 7 days
+    complaint_escalate_weight: Annotated[float, Field(gt=0, le=1_000_000)] = 0.5  # complaints, over 30 days
+
+
+class ReviewSettings(BaseModel):
+    """pack.yaml `review`: the review queue's service levels (hours from the event to a decision, by the
+    case's severity 1-5) and how long a moderator's claim holds before another may take the case."""
+
+    model_config = ConfigDict(extra="forbid")
+    sla_hours: dict[Annotated[int, Field(ge=1, le=5)], Annotated[float, Field(gt=0, le=8760)]] = {
+        1: 72, 2: 48, 3: 24, 4: 8, 5: 4}
+    claim_minutes: Annotated[float, Field(gt=0, le=10080)] = 60
+
+
 class PackSettings(BaseModel):
     """pack.yaml: the pack's name, strike ladder, default measure lengths, quotas and the quota time zone."""
 
@@ -156,6 +185,8 @@ class PackSettings(BaseModel):
     # the platform's time zone: a "day" or "month" of a quota is a calendar one here, not a sliding window
     timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = DEFAULT_TIMEZONE
     quotas: Quotas = Quotas()
+    reports: ReportSettings = ReportSettings()  # S14/S5: reporter reputation and escalation weights
+    review: ReviewSettings = ReviewSettings()  # the review queue's service levels and claims
 
     @field_validator("timezone")
     @classmethod

@@ -30,6 +30,10 @@ class Lookups(Protocol):
         """(kind, other account) pairs sharing a hashed identifier with this account."""
         ...
 
+    def mutual_friends(self, a: str, b: str) -> int:
+        """How many friends the two accounts share (S7: a stranger shares none)."""
+        ...
+
 
 @dataclass
 class SignalContext:

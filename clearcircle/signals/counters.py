@@ -17,7 +17,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from clearcircle.events.schemas import Event
-from clearcircle.signals.context import SignalContext
+from clearcircle.signals.context import Lookups, SignalContext
 from clearcircle.signals.registry import REGISTRY
 
 HOUR_MS = 3_600_000
@@ -32,6 +32,11 @@ class CounterDef:
     member: Callable[[Event], str]  # what distinct() counts: usually the event itself
     # quotas count what went out, rate limits count attempts: a refused push must not use up the quota
     only_allowed: bool = False
+    # a hit only when this holds at recording time (read from account state); prefetching assumes it may
+    applies: Callable[[Event, Lookups], bool] | None = None
+    # (key, member) pairs, when the member differs per key (photo bands: each photo's own hash); then
+    # `key` and `member` are not used for recording
+    pairs: Callable[[Event], tuple[tuple[str, str], ...]] | None = None
 
 
 def item_key(item: str) -> str:
@@ -47,6 +52,18 @@ def _event_id(e: Event) -> str:
     return e.id
 
 
+def stranger(e: Event, lookups: Lookups) -> bool:
+    """S7: the person asked is not a friend yet and shares no friend with the asker."""
+    at_ms = int(e.occurred_at.timestamp() * 1000)
+    return lookups.mutual_friends(e.actor, e.body.target) == 0 and \
+        not lookups.account(e.actor, at_ms).is_friend(e.body.target)
+
+
+def _accepted_by(e: Event) -> tuple[str, ...]:
+    """The requester whose friend request this answer accepted (none for a refusal)."""
+    return (e.body.target,) if e.body.accepted else ()
+
+
 def _photos(e: Event) -> tuple[str, ...]:
     """One key per distinct photo of a post (its PDQ hash, clearcircle.signals.media); none without images."""
     if not e.body.images:
@@ -56,6 +73,15 @@ def _photos(e: Event) -> tuple[str, ...]:
     return photo_keys(e.body.images)
 
 
+def _photo_bands(e: Event) -> tuple[tuple[str, str], ...]:
+    """Near-duplicate photos: a hit per PDQ band of each photo, member = its hash + poster (signals.media.photos)."""
+    if not e.body.images:
+        return ()
+    from clearcircle.signals.media.image import photo_band_hits
+
+    return photo_band_hits(e.body.images, e.actor)
+
+
 COUNTERS: dict[str, CounterDef] = {
     c.name: c
     for c in (
@@ -63,14 +89,23 @@ COUNTERS: dict[str, CounterDef] = {
         CounterDef("posts", frozenset({"post_created"}), _actor, _event_id),
         CounterDef("shares", frozenset({"share"}), _actor, lambda e: e.body.item),
         CounterDef("pushes", frozenset({"message_push"}), _actor, _event_id, only_allowed=True),
-        # the daily friend-request quota counts requests let through; `friend_requests` counts attempts
-        CounterDef("friend_requests_sent", frozenset({"friend_request"}), _actor, _event_id, only_allowed=True),
+        # the daily friend-request quota counts requests let through; `friend_requests` counts attempts. The
+        # member is the person asked: S7's acceptance ratio counts distinct people reached
+        CounterDef("friend_requests_sent", frozenset({"friend_request"}), _actor, lambda e: e.body.target,
+                   only_allowed=True),
         CounterDef("follows", frozenset({"follow"}), _actor, lambda e: e.body.target),
         CounterDef("referrals", frozenset({"referral"}), _actor, lambda e: e.body.referee),
         CounterDef("reports_received", frozenset({"report"}), lambda e: e.body.target, _actor),
         CounterDef("complaints_received", frozenset({"buyer_complaint"}), lambda e: e.body.seller, _actor),
         CounterDef("item_shares", frozenset({"share"}), lambda e: item_key(e.body.item), _actor),
         CounterDef("photo_posts", frozenset({"post_created"}), _photos, _actor),  # the same photo, many posters
+        CounterDef("photo_bands", frozenset({"post_created"}), lambda e: (), _actor, pairs=_photo_bands),
+        # S7 friend-request spam (signals/friend_requests.py): which people the actor's requests that went out
+        # reached were strangers, and who accepted (keyed by the requester, one hit per acceptor)
+        CounterDef("friend_request_strangers", frozenset({"friend_request"}), _actor, lambda e: e.body.target,
+                   only_allowed=True, applies=stranger),
+        CounterDef("friend_requests_accepted", frozenset({"friend_request_answered"}), _accepted_by, _actor,
+                   only_allowed=True),
     )
 }
 _BY_TYPE: dict[str, list[CounterDef]] = {}
@@ -82,14 +117,26 @@ MAX_WINDOW_MS = 32 * DAY_MS
 Period = Literal["day", "month"]
 
 
-def hits_for(event: Event, allowed: bool | None = None) -> list[tuple[str, str, str]]:
+def hits_for(event: Event, allowed: bool | None = None, lookups: Lookups | None = None) -> list[tuple[str, str, str]]:
     """(key, counter name, member) for each counter this event increments.
 
     allowed=None: every counter (for prefetching); False: the attempt counters, recorded before the
-    decision; True: the counters of what was let through, recorded after it.
+    decision; True: the counters of what was let through, recorded after it. Without `lookups` a counter's
+    `applies` condition is taken to hold (prefetching loads a key that may not get a hit).
     """
-    return [(key, c.name, c.member(event)) for c in _BY_TYPE.get(event.type, ())
-            if allowed is None or c.only_allowed == allowed for key in _keys(c.key(event))]
+    return [(key, c.name, member) for c in _BY_TYPE.get(event.type, ())
+            if (allowed is None or c.only_allowed == allowed)
+            and (c.applies is None or lookups is None or c.applies(event, lookups)) for key, member in _pairs(c, event)]
+
+
+def _pairs(c: CounterDef, event: Event) -> tuple[tuple[str, str], ...]:
+    if c.pairs is not None:
+        return c.pairs(event)
+    keys = _keys(c.key(event))
+    if not keys:
+        return ()
+    member = c.member(event)
+    return tuple((key, member) for key in keys)
 
 
 def _keys(key: str | tuple[str, ...]) -> tuple[str, ...]:

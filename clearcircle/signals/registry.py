@@ -87,7 +87,10 @@ REGISTRY = SignalRegistry()
 
 def load_builtin_signals() -> SignalRegistry:
     """Import the built-in signal modules (they register on import) and any plug-ins; returns REGISTRY."""
+    import clearcircle.signals.friend_requests  # noqa: F401  (S7 friend-request spam)
+    import clearcircle.signals.graph  # noqa: F401  (findings of the batch graph detectors, S2/S3/S4/S13)
     import clearcircle.signals.merchant  # noqa: F401  (merchant registry and food-sale signals, S10)
+    import clearcircle.signals.reports  # noqa: F401  (S14/S5 reputation-weighted reports and complaints)
     from clearcircle.signals import account, counters, event_fields, identity, marketing, media, quota, text  # noqa: F401
 
     for ep in entry_points(group="clearcircle.signals"):

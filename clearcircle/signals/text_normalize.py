@@ -77,6 +77,8 @@ _SENTINELS: Final = _DROPPED + _SEPARATOR
 _CUE: Final = "\x02"
 # folded text -> kinds: every non-sentinel is a word character.
 _NOT_SENTINEL: Final = re.compile("[^\x00\x01]")
+# folded text -> the next character that is neither a sentinel nor a cue (step 2 looks past hearts with it)
+_WORD_CHAR: Final = re.compile("[^\x00\x01\x02]")
 _SENTINEL_KINDS: Final = {0: DROP, 1: SEP}
 _SPACES: Final = frozenset(" \t\u3000\u00a0")
 
@@ -286,6 +288,7 @@ class Normalizer:
         """
         n = len(text)
         chars = list(marked)
+        after = -1  # the first word character after the current run of cues and sentinels (n: none)
         i = marked.find(_CUE)
         while i >= 0:
             becomes = _SEPARATOR
@@ -293,9 +296,10 @@ class Normalizer:
                 j = i - 1
                 while j >= 0 and marked[j] == _DROPPED:
                     j -= 1
-                k = i + 1  # 微❤信 is 微信 with a heart in it, not 微心 + 信
-                while k < n and marked[k] in _SENTINELS + _CUE:
-                    k += 1
+                if after <= i:  # found once per run: a run of hearts stays linear, not quadratic
+                    word = _WORD_CHAR.search(marked, i + 1)
+                    after = word.start() if word else n
+                k = after  # 微❤信 is 微信 with a heart in it, not 微心 + 信
                 if j >= 0 and marked[j] in _variants.HEART_AFTER and (k == n or marked[k] not in _XIN_LIKE):
                     becomes = "心"
             else:  # not an operator: nothing glued before it (1+v, C++ vs), a contact word after it

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Connection, desc, func, select, update
@@ -20,8 +20,11 @@ from clearcircle.enforcement.state import AccountState
 from clearcircle.merchants import registry as merchant_registry
 from clearcircle.merchants.registry import MerchantRecord
 from clearcircle.store import tables as t
-from clearcircle.store.db import check_current, make_engine, upgrade
-from clearcircle.store.unit import UnitOfWork, WorkingSet, append_audit, dumps, read_head
+from clearcircle.store.db import StoreError, check_current, make_engine, upgrade
+from clearcircle.store.unit import SQL_HITS, HitStore, UnitOfWork, WorkingSet, append_audit, dumps, read_head
+
+if TYPE_CHECKING:
+    from clearcircle.store.redis_counters import RedisHits
 
 # compliance: merchant licences (S10) and campaign overlays (S12)
 ROLES = ("integrator", "moderator", "admin", "compliance")
@@ -59,9 +62,21 @@ class StoredCounters:
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, redis_url: str | None = None) -> None:
+        """`redis_url`: keep counter hits in Redis (store.redis_counters) instead of the counter_hits table."""
         self.url = url
         self.engine = make_engine(url)
+        self.hits: HitStore = SQL_HITS
+        self.redis: RedisHits | None = None
+        if redis_url:
+            from clearcircle.store.redis_counters import RedisHits, RedisUnavailable
+
+            try:
+                self.redis = RedisHits(redis_url)
+            except RedisUnavailable as exc:
+                self.engine.dispose()
+                raise StoreError(str(exc)) from None
+            self.hits = self.redis
 
     def upgrade(self) -> None:
         upgrade(self.engine)
@@ -71,6 +86,8 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self.redis is not None:
+            self.redis.close()
 
     @contextmanager
     def unit(self, ws: WorkingSet | None = None) -> Iterator[UnitOfWork]:
@@ -85,10 +102,11 @@ class Store:
                 start = read_head(conn)
                 if ws.head is None or ws.head != start or ws.too_big():
                     ws.reset()
-                uow = UnitOfWork(conn, ws)
+                uow = UnitOfWork(conn, ws, self.hits)
                 yield uow
                 before, after = uow.flush(now_ms())
             ws.head = after if before == start else None
+            self.hits.committed(uow.flushed_hits)  # Redis: only hits of a committed batch count
         except BaseException:
             ws.reset()
             raise
@@ -171,6 +189,8 @@ class Store:
 
     def count_hits(self, key: str, name: str, since_ms: int, until_ms: int, distinct: bool = False) -> int:
         """A CounterReader over the stored hits (window (since, until]), for reads outside the pipeline."""
+        if self.redis is not None:
+            return self.redis.count(key, name, since_ms, until_ms, distinct)
         column = func.count(func.distinct(t.counter_hits.c.member)) if distinct else func.count()
         with self.engine.connect() as conn:
             return conn.execute(

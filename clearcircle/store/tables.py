@@ -6,7 +6,7 @@ PostgreSQL, cheap to compare, and never ambiguous about time zones.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -172,4 +172,94 @@ Index("ix_campaign_history_name", campaign_history.c.name, campaign_history.c.se
 
 # --- people in the loop (issue 6; migration 0003): reports, complaints, review queue, appeals --------------
 
+# The review queue works on `cases`: who claimed a case and when, and how it was decided (clearcircle.review).
+for _column in (
+    Column("claimed_by", String(128), nullable=True),
+    Column("claimed_ms", BigInteger, nullable=True),
+    Column("decided_by", String(128), nullable=True),
+    Column("decided_ms", BigInteger, nullable=True),
+    Column("decision", String(20), nullable=True),  # uphold / overturn / escalate (the latest)
+    Column("reason", Text, nullable=True),
+):
+    cases.append_column(_column)
+Index("ix_cases_account", cases.c.account, cases.c.status)
+
+# Moderator decisions as labels on what raised the case (rules, shadow rules, signals, detectors): rule
+# precision is measured from these. An appeal's decision labels the rules behind the appealed action.
+case_labels = Table(
+    "case_labels",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("case_id", Integer, nullable=True),
+    Column("appeal_id", Integer, nullable=True),
+    Column("kind", String(20), nullable=False),  # rule / shadow_rule / signal / detector
+    Column("name", String(128), nullable=False),
+    Column("outcome", String(20), nullable=False),  # upheld / overturned / escalated
+    Column("at_ms", BigInteger, nullable=False),
+    Column("by", String(128), nullable=False),
+)
+Index("ix_case_labels_name", case_labels.c.name, case_labels.c.outcome)
+
+# S15: an account owner's appeal of the actions one event applied to their account, and its decision.
+appeals = Table(
+    "appeals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account", String(128), nullable=False),
+    Column("event_id", String(128), nullable=False),
+    Column("statement", Text, nullable=False),
+    Column("filed_by", String(128), nullable=False),
+    Column("filed_ms", BigInteger, nullable=False),
+    Column("status", String(20), nullable=False),  # open / upheld / overturned
+    Column("decided_by", String(128), nullable=True),
+    Column("decided_ms", BigInteger, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("changes", Text, nullable=True),  # JSON: what the overturn reversed
+)
+Index("ix_appeals_status", appeals.c.status, appeals.c.filed_ms)
+Index("ix_appeals_account", appeals.c.account, appeals.c.event_id, unique=True)  # one appeal per action, ever
+
 # --- batch graph findings (issue 9; migration 0004) ---------------------------------------------------------
+
+# A run of `clearcircle detect`; the real-time path reads the findings of the latest finished run.
+detector_runs = Table(
+    "detector_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("engine", String(20), nullable=False),
+    Column("since_ms", BigInteger, nullable=True),
+    Column("started_ms", BigInteger, nullable=False),
+    Column("finished_ms", BigInteger, nullable=True),
+    Column("summary", Text, nullable=False),  # JSON: findings per detector
+)
+
+findings = Table(
+    "findings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, nullable=False),
+    Column("detector", String(40), nullable=False),
+    Column("key", String(64), nullable=False),  # sha256 of detector, accounts and targets: the same group again
+    Column("accounts", Text, nullable=False),  # JSON list
+    Column("targets", Text, nullable=False),  # JSON list
+    Column("score", Float, nullable=False),
+    Column("evidence", Text, nullable=False),  # JSON
+    Column("found_ms", BigInteger, nullable=False),
+)
+Index("ix_findings_run", findings.c.run_id, findings.c.detector)
+Index("ix_findings_key", findings.c.detector, findings.c.key)
+
+# One row per account a finding names, and in what role: what the real-time signals look up.
+finding_accounts = Table(
+    "finding_accounts",
+    metadata,
+    Column("finding_id", Integer, primary_key=True),
+    Column("account", String(128), primary_key=True),
+    Column("role", String(20), primary_key=True),  # member / target / organiser / evader / cluster
+    Column("run_id", Integer, nullable=False),
+    Column("detector", String(40), nullable=False),
+    Column("value", String(128), nullable=True),  # evasion: the banned account evaded
+    Column("at_ms", BigInteger, nullable=True),  # evasion: when that account was banned
+    Column("score", Float, nullable=False),
+)
+Index("ix_finding_accounts_run", finding_accounts.c.run_id, finding_accounts.c.account)

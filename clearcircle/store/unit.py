@@ -11,7 +11,7 @@ import bisect
 from collections import defaultdict
 from collections.abc import Iterable
 from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import Connection, select, tuple_, update
@@ -55,6 +55,42 @@ def _insert_new(conn: Connection, table: Any, rows: list[dict[str, Any]], keys: 
     conn.execute(dialect.insert(table).on_conflict_do_nothing(index_elements=keys), rows)
 
 
+class HitStore(Protocol):
+    """Where counter hits live between batches: the SQL table (SqlHits, the default) or Redis
+    (store.redis_counters.RedisHits). The unit of work keeps the batch's windows in memory either way."""
+
+    def load(self, conn: Connection, keys: list[str], since_ms: int) -> Iterable[tuple[str, str, int, str]]:
+        """(key, counter name, at_ms, member) of every hit of the keys at or after since_ms."""
+        ...
+
+    def write(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """The batch's hits, inside its transaction."""
+        ...
+
+    def committed(self, rows: list[dict[str, Any]]) -> None:
+        """The batch's hits, once its transaction has committed."""
+        ...
+
+
+class SqlHits:
+    """Counter hits in the `counter_hits` table, written in the batch's own transaction."""
+
+    def load(self, conn: Connection, keys: list[str], since_ms: int) -> Iterable[tuple[str, str, int, str]]:
+        hits = t.counter_hits.c
+        for chunk in _chunks(keys):
+            yield from conn.execute(select(hits.key, hits.name, hits.at_ms, hits.member)
+                                    .where(hits.key.in_(chunk), hits.at_ms >= since_ms))
+
+    def write(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        _insert(conn, t.counter_hits, rows)
+
+    def committed(self, rows: list[dict[str, Any]]) -> None:
+        pass
+
+
+SQL_HITS = SqlHits()
+
+
 class WorkingSet:
     """What units of work read (account states, counter windows, identifier links), kept between units.
 
@@ -88,8 +124,9 @@ class WorkingSet:
 class UnitOfWork:
     """Reads for signals (CounterReader, Lookups) and buffered writes for one batch."""
 
-    def __init__(self, conn: Connection, ws: WorkingSet | None = None) -> None:
+    def __init__(self, conn: Connection, ws: WorkingSet | None = None, hits: HitStore = SQL_HITS) -> None:
         self.conn = conn
+        self.hits = hits
         self.ws = ws = ws or WorkingSet()
         self.accounts = ws.accounts
         self.windows = ws.windows
@@ -100,6 +137,7 @@ class UnitOfWork:
         self.event_rows: list[dict[str, Any]] = []
         self.decision_rows: list[dict[str, Any]] = []
         self.hit_rows: list[dict[str, Any]] = []
+        self.flushed_hits: list[dict[str, Any]] = []  # for HitStore.committed once the transaction commits
         self.link_rows: list[dict[str, Any]] = []
         self.case_rows: list[dict[str, Any]] = []
         self.audit: list[tuple[int, str, str, str]] = []  # at_ms, kind, subject, payload
@@ -117,18 +155,13 @@ class UnitOfWork:
         for key in keys:  # (re)load from the new bound: drop what was there
             for name in [n for (k, n) in self.windows if k == key] if key in since_of else ():
                 del self.windows[(key, name)]
-        for chunk in _chunks(keys):
-            rows = self.conn.execute(
-                select(t.counter_hits.c.key, t.counter_hits.c.name, t.counter_hits.c.at_ms, t.counter_hits.c.member)
-                .where(t.counter_hits.c.key.in_(chunk), t.counter_hits.c.at_ms >= since_ms)
-            )
-            touched = set()
-            for r in rows:
-                self.windows[(r.key, r.name)].append((r.at_ms, r.member))
-                touched.add((r.key, r.name))
-                self.ws.hits += 1
-            for pair in touched:
-                self.windows[pair].sort()
+        touched = set()
+        for key, name, at_ms, member in self.hits.load(self.conn, keys, since_ms):
+            self.windows[(key, name)].append((at_ms, member))
+            touched.add((key, name))
+            self.ws.hits += 1
+        for pair in touched:
+            self.windows[pair].sort()
         since_of.update(dict.fromkeys(keys, since_ms))
 
     def _load_accounts(self, ids: Iterable[str]) -> None:
@@ -153,15 +186,26 @@ class UnitOfWork:
     def account(self, account_id: str, at_ms: int) -> AccountView:
         return self.state(account_id).view(at_ms)
 
-    def count(self, key: str, name: str, since_ms: int, until_ms: int, distinct: bool = False) -> int:
+    def _window(self, key: str, name: str, since_ms: int, until_ms: int) -> list[tuple[int, str]]:
+        """The key's hits of one counter in (since, until], oldest first, loaded on first need."""
         if self.ws.loaded_since.get(key, since_ms + 1) > since_ms:
             self.prefetch([], set(), {key}, since_ms)
         window = self.windows.get((key, name), [])
         lo = bisect.bisect_right(window, (since_ms, "\U0010ffff"))
         hi = bisect.bisect_right(window, (until_ms, "\U0010ffff"))
-        if not distinct:
-            return hi - lo
-        return len({member for _at, member in window[lo:hi]})
+        return window[lo:hi]
+
+    def count(self, key: str, name: str, since_ms: int, until_ms: int, distinct: bool = False) -> int:
+        hits = self._window(key, name, since_ms, until_ms)
+        return len({member for _at, member in hits}) if distinct else len(hits)
+
+    def members(self, key: str, name: str, since_ms: int, until_ms: int) -> list[str]:
+        """The members of the key's hits in (since, until], oldest first (near-duplicate photos read them)."""
+        return [member for _at, member in self._window(key, name, since_ms, until_ms)]
+
+    def mutual_friends(self, a: str, b: str) -> int:
+        small, big = sorted((self.state(a).friends, self.state(b).friends), key=len)
+        return len(set(small).intersection(big)) if small else 0
 
     def linked_accounts(self, account_id: str) -> list[tuple[str, str]]:
         self.prefetch_links([], [account_id])
@@ -223,7 +267,8 @@ class UnitOfWork:
         conn = self.conn
         _insert(conn, t.events, self.event_rows)
         _insert(conn, t.decisions, self.decision_rows)
-        _insert(conn, t.counter_hits, self.hit_rows)
+        self.hits.write(conn, self.hit_rows)
+        self.flushed_hits += self.hit_rows
         _insert_new(conn, t.identity_links, self.link_rows, ["kind", "value_hash", "account"])
         if self.case_rows:
             conn.execute(t.cases.insert(), self.case_rows)

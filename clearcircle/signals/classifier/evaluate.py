@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from clearcircle.signals.classifier.data import Corpus, Example
+from clearcircle.signals.classifier.features import shape_marked
 from clearcircle.signals.classifier.model import MarketingModel, part_of
 from clearcircle.signals.classifier.obfuscate import obfuscate
 from clearcircle.signals.classifier.split import split
@@ -136,6 +137,7 @@ def measure_speed(model: MarketingModel, examples: Sequence[Example], sklearn_te
     def sklearn_proba(text: str) -> float:
         name = part_of(text) if part_of(text) in pipelines else next(iter(pipelines))
         vectorizer, classifier = pipelines[name]
+        text = shape_marked(text) if model.parts[name].shape_markers else text
         return float(classifier.predict_proba(vectorizer.transform([text]))[0, 1])
 
     sample = texts[:: max(1, len(texts) // sklearn_texts)][:sklearn_texts]  # spread over every set, same mix

@@ -18,6 +18,9 @@ lexicon) reports every vocabulary n-gram of the text in one pass in Rust, withou
 n-gram; that is what makes ~2x the speed of the pure-Python path (`engine="python"`: slice the n-grams, look
 them up in a dict), which is kept as the readable reference and is tested to give the same numbers.
 
+A part may read its texts with shape marks (`features.shape_marked`, a flag stored with the part): the
+scorer adds them exactly as training did, before the n-grams are found.
+
 Two parts, routed by script: texts with CJK ideographs (at least 5% of characters) go to the `cjk` model,
 all others to `other` (English today). One text is always scored by exactly one part, in training and at run
 time, so a Chinese post that also holds Latin letters (加V, wx, a URL) is read by the model that saw such posts.
@@ -40,6 +43,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from clearcircle.signals.classifier.features import shape_marked
 from clearcircle.signals.text_normalize import normalize
 
 __all__ = ["DEFAULT_MODEL_PATH", "FORMAT", "PARTS", "MarketingModel", "Part", "part_of"]
@@ -100,13 +104,14 @@ class Part:
     intercept: float
     ngram_range: tuple[int, int]
     threshold: float
+    shape_markers: bool = False  # the part reads `features.shape_marked(text)`, not the text itself
 
 
 
 class _Scorer:
     """The hot path of one part."""
 
-    __slots__ = ("automaton", "intercept", "lookup", "max_n", "min_n", "threshold", "weights")
+    __slots__ = ("automaton", "intercept", "lookup", "marked", "max_n", "min_n", "threshold", "weights")
 
     def __init__(self, part: Part, engine: str) -> None:
         # coef * idf (real part) and idf ** 2 (imaginary part), index-aligned with the vocabulary.
@@ -114,6 +119,7 @@ class _Scorer:
         self.intercept = part.intercept
         self.min_n, self.max_n = part.ngram_range
         self.threshold = part.threshold
+        self.marked = part.shape_markers
         self.automaton: Any = None
         self.lookup: dict[str, complex] = {}
         if engine == "aho-corasick":
@@ -128,7 +134,7 @@ class _Scorer:
             raise ValueError(f"unknown engine {engine!r}")
 
     def decision(self, text: str) -> float:
-        text = _WHITE_SPACES.sub(" ", text)
+        text = _WHITE_SPACES.sub(" ", shape_marked(text) if self.marked else text)
         if self.automaton is not None:
             found = set(map(_PATTERN, self.automaton.find_matches_as_indexes(text, overlapping=True)))
             total = sum(map(self.weights.__getitem__, found), 0j)
@@ -195,8 +201,8 @@ class MarketingModel:
             arrays[f"{name}.terms"] = np.array(part.terms, dtype=f"<U{width}")
             arrays[f"{name}.idf"] = np.asarray(part.idf, dtype=np.float64)
             arrays[f"{name}.coef"] = np.asarray(part.coef, dtype=np.float64)
-            arrays[f"{name}.scalars"] = np.array([part.intercept, part.threshold, *part.ngram_range],
-                                                 dtype=np.float64)
+            arrays[f"{name}.scalars"] = np.array([part.intercept, part.threshold, *part.ngram_range,
+                                                  float(part.shape_markers)], dtype=np.float64)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         with tmp.open("wb") as fh:
@@ -216,23 +222,25 @@ class MarketingModel:
                 raise ValueError(f"{path}: model format {meta.get('format')!r}, expected {FORMAT}")
             parts = {}
             for name in sorted(key.removesuffix(".scalars") for key in npz.files if key.endswith(".scalars")):
-                intercept, threshold, min_n, max_n = npz[f"{name}.scalars"].tolist()
+                intercept, threshold, min_n, max_n, *marked = npz[f"{name}.scalars"].tolist()  # 4 before markers
                 parts[name] = Part(tuple(npz[f"{name}.terms"].tolist()), npz[f"{name}.idf"], npz[f"{name}.coef"],
-                                   float(intercept), (int(min_n), int(max_n)), float(threshold))
+                                   float(intercept), (int(min_n), int(max_n)), float(threshold),
+                                   bool(marked and marked[0]))
         return cls(parts, meta, engine)
 
     @classmethod
-    def from_sklearn(cls, fitted: dict[str, tuple[Any, Any, float]], meta: dict[str, Any]) -> MarketingModel:
-        """From {part: (fitted TfidfVectorizer, fitted binary LogisticRegression, threshold)}."""
+    def from_sklearn(cls, fitted: dict[str, tuple[Any, ...]], meta: dict[str, Any]) -> MarketingModel:
+        """From {part: (fitted TfidfVectorizer, fitted binary LogisticRegression, threshold[, shape_markers])};
+        with shape_markers true the pipeline was fitted on `features.shape_marked(text)`."""
         parts = {}
-        for name, (vectorizer, lr, threshold) in fitted.items():
+        for name, (vectorizer, lr, threshold, *marked) in fitted.items():
             if not (vectorizer.analyzer == "char" and vectorizer.binary and vectorizer.norm == "l2"
                     and vectorizer.use_idf and not vectorizer.lowercase and vectorizer.preprocessor is None):
                 raise ValueError("the scorer reproduces only char n-grams, binary tf, idf, l2 norm, no lowercasing")
             terms = vectorizer.get_feature_names_out().tolist()  # column order
             parts[name] = Part(tuple(terms), np.asarray(vectorizer.idf_, dtype=np.float64),
                                np.asarray(lr.coef_[0], dtype=np.float64), float(lr.intercept_[0]),
-                               tuple(vectorizer.ngram_range), float(threshold))
+                               tuple(vectorizer.ngram_range), float(threshold), bool(marked and marked[0]))
         return cls(parts, {**meta, "format": FORMAT, "normalizer": normalizer_fingerprint(),
                            "normalizer_probe": normalize(NORMALIZER_PROBE).text})
 

@@ -3,6 +3,10 @@
 Why these choices:
 - Character n-grams (1-3) of the normalised text: Chinese has no spaces to split words on, and obfuscation
   (加V, 薇信, symbols between characters) breaks word tokens but leaves most character n-grams intact.
+- The `cjk` part reads its texts with two shape marks added (`features.shape_marked`: a length class and the
+  longest digit run's class), which char n-grams cannot see; +0.005 out-of-fold Chinese F1 (docs/classifier.md,
+  where the other candidates that did not help are listed: wider n-gram ranges, jieba words, digit folding,
+  linear SVM, complement NB, NB-weighted LR, a per-source mixture).
 - TF-IDF with binary tf (presence), then logistic regression: a linear model on sparse n-grams is accurate on
   SMS-like text, gives probabilities (the signal is a probability), and exports to a table the scorer reads per
   n-gram. Binary rather than sublinear tf: in messages this short an n-gram rarely repeats (validation F1 moved
@@ -28,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from clearcircle.signals.classifier.data import Corpus, Example
+from clearcircle.signals.classifier.features import shape_marked
 from clearcircle.signals.classifier.model import PARTS, MarketingModel, part_of
 from clearcircle.signals.classifier.split import VALIDATION_FOLDS, is_validation, split, validation_fold
 
@@ -40,6 +45,7 @@ CLASS_WEIGHTS: tuple[str | None, ...] = (None, "balanced")
 THRESHOLDS = tuple(round(0.10 + 0.025 * i, 3) for i in range(33))  # 0.10 .. 0.90
 DEFAULT_TUNING = {"C": 10.0, "class_weight": "balanced", "threshold": 0.5}
 MAX_SCORER_ERROR = 1e-6
+SHAPE_MARKED_PARTS = frozenset({"cjk"})  # parts that read features.shape_marked(text); see features.py
 
 Progress = Callable[[str], None]
 
@@ -75,14 +81,20 @@ def _f1(spam: np.ndarray, predicted: np.ndarray) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
-def _out_of_fold(examples: Sequence[Example], min_df: int) -> dict[tuple[float, str | None], np.ndarray] | None:
+def part_input(part: str, text: str) -> str:
+    """What a part's vectorizer reads for a normalised text (the scorer does the same, see `Part.shape_markers`)."""
+    return shape_marked(text) if part in SHAPE_MARKED_PARTS else text
+
+
+def _out_of_fold(examples: Sequence[Example], min_df: int,
+                 part: str = "") -> dict[tuple[float, str | None], np.ndarray] | None:
     """Out-of-fold P(spam) of every training text of a part, for each (C, class weight) of the grid; None when a
     fold cannot be fitted (one label only) or the part is too small to tune on."""
     y = np.array([e.spam for e in examples], dtype=bool)
     folds = np.array([validation_fold(e.text) for e in examples])
     if y.sum() < 5 or (~y).sum() < 5:
         return None
-    texts = [e.text for e in examples]
+    texts = [part_input(part, e.text) for e in examples]
     oof = {(C, cw): np.zeros(len(examples)) for C in C_GRID for cw in CLASS_WEIGHTS}
     for fold in range(VALIDATION_FOLDS):
         held = folds == fold
@@ -124,7 +136,7 @@ def tune_parts(by_part: dict[str, Sequence[Example]], min_df: int = MIN_DF,
     tunings: dict[str, Tuning] = {}
     for name, examples in by_part.items():
         say(f"part {name}: {VALIDATION_FOLDS}-fold cross-validation over {len(examples)} training texts")
-        oof = _out_of_fold(examples, min_df)
+        oof = _out_of_fold(examples, min_df, name)
         if oof is None:
             tunings[name] = Tuning(DEFAULT_TUNING["C"], DEFAULT_TUNING["class_weight"], DEFAULT_TUNING["threshold"],
                                    None, len(examples))
@@ -175,10 +187,10 @@ def tune_parts(by_part: dict[str, Sequence[Example]], min_df: int = MIN_DF,
     return tunings
 
 
-def fit_part(examples: Sequence[Example], tuning: Tuning, min_df: int = MIN_DF) -> tuple[Any, Any]:
+def fit_part(examples: Sequence[Example], tuning: Tuning, min_df: int = MIN_DF, part: str = "") -> tuple[Any, Any]:
     """Fit the part's pipeline on all of its training texts with the tuned settings."""
     vectorizer, classifier = make_pipeline(tuning.C, tuning.class_weight, min_df)
-    x = vectorizer.fit_transform([e.text for e in examples])
+    x = vectorizer.fit_transform([part_input(part, e.text) for e in examples])
     classifier.fit(x, np.array([e.spam for e in examples], dtype=bool))
     return vectorizer, classifier
 
@@ -188,7 +200,7 @@ def scorer_error(model: MarketingModel, part: str, fitted: tuple[Any, Any], text
     if not texts:
         return 0.0
     vectorizer, classifier = fitted
-    reference = classifier.predict_proba(vectorizer.transform(list(texts)))[:, 1]
+    reference = classifier.predict_proba(vectorizer.transform([part_input(part, t) for t in texts]))[:, 1]
     fast = np.array([model.probability(t) for t in texts])
     assert all(part_of(t) == part for t in texts) or len(model.parts) == 1
     return float(np.max(np.abs(fast - reference)))
@@ -209,7 +221,7 @@ def train_model(corpus: Corpus, progress: Progress | None = None, min_df: int = 
     by_part: dict[str, list[Example]] = {name: [] for name in PARTS}
     for example in train:
         by_part[part_of(example.text)].append(example)
-    fitted: dict[str, tuple[Any, Any, float]] = {}
+    fitted: dict[str, tuple[Any, Any, float, bool]] = {}
     info: dict[str, dict[str, Any]] = {}
     usable = {}
     for name in PARTS:
@@ -223,10 +235,11 @@ def train_model(corpus: Corpus, progress: Progress | None = None, min_df: int = 
         tuning = tunings[name]
         say(f"part {name}: C={tuning.C:g} class_weight={tuning.class_weight} threshold={tuning.threshold:.3f} "
             f"out-of-fold F1={'n/a' if tuning.validation_f1 is None else f'{tuning.validation_f1:.4f}'}")
-        vectorizer, classifier = fit_part(examples, tuning, min_df)
-        fitted[name] = (vectorizer, classifier, tuning.threshold)
+        vectorizer, classifier = fit_part(examples, tuning, min_df, name)
+        fitted[name] = (vectorizer, classifier, tuning.threshold, name in SHAPE_MARKED_PARTS)
         info[name] = {**asdict(tuning), "train_texts": len(examples), "train_spam": sum(e.spam for e in examples),
                       "vocabulary": len(vectorizer.vocabulary_), "min_df": min_df, "ngram_range": list(NGRAM_RANGE),
+                      "shape_markers": name in SHAPE_MARKED_PARTS,
                       "tuning": f"{VALIDATION_FOLDS}-fold cross-validation on the training part, "
                                 "objective: mean per-language spam F1"}
     if not fitted:
@@ -244,7 +257,7 @@ def train_model(corpus: Corpus, progress: Progress | None = None, min_df: int = 
         },
     }
     model = MarketingModel.from_sklearn(fitted, meta)
-    for name, (vectorizer, classifier, _threshold) in fitted.items():
+    for name, (vectorizer, classifier, _threshold, _marked) in fitted.items():
         sample = [e.text for e in by_part[name] if is_validation(e.text)][:500]
         error = scorer_error(model, name, (vectorizer, classifier), sample)
         if error > MAX_SCORER_ERROR:

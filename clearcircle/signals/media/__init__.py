@@ -13,7 +13,8 @@ instead of an ID, the same supplier's product photo posted by a whole downline. 
 - QR codes (OpenCV): counted and classified (contact card / WeChat or QQ link, payment code, URL, text); the
   payloads themselves are never kept, they may carry a person's contact or payment details;
 - PDQ perceptual hash: matched against the pack's hash banks of known-bad images (`bank.py`), and counted per
-  photo (`photo_posts` counter, member = the poster) so a photo posted by many accounts is seen.
+  photo so a photo posted by many accounts is seen, near-duplicates included (`photos.py`: PDQ bands as
+  counter keys, candidates verified by Hamming distance).
 
 Every image is analysed once per event (ctx.memo) and once per process (caches in image.py and ocr.py); a post
 without images costs nothing here, and no image library is imported for it.
@@ -26,11 +27,13 @@ from clearcircle.signals.entities import CONTACT_KINDS
 from clearcircle.signals.media.bank import MediaSettings
 from clearcircle.signals.media.image import ImageFacts, all_facts
 from clearcircle.signals.media.ocr import image_text
+from clearcircle.signals.media.photos import photo_accounts
 from clearcircle.signals.registry import REGISTRY
 from clearcircle.signals.text import text_entities, text_hits
 
 POST = ("post_created",)
 PHOTO_COUNTER = "photo_posts"  # defined in counters.py; keyed by photo (image.photo_keys), member = the poster
+PHOTO_BAND_COUNTER = "photo_bands"  # defined in counters.py; keyed by PDQ band (photos.py), member = hash + poster
 PHOTO_WINDOW_MS = 7 * 24 * 3_600_000
 IMAGE_FIELD = "body.images."
 _NO_SETTINGS = MediaSettings()
@@ -126,10 +129,14 @@ def _bank_matches(ctx: SignalContext) -> list[str]:
     return sorted({label for f in image_facts(ctx) for label in settings.matches(f.dihedral, f.quality)})
 
 
-@signal("media.photo_accounts_7d", version=1, reads=POST, type=int,
-        description="distinct accounts that posted the same photo (exact PDQ hash) in the last 7 days, this "
-                    "post's author included; the most over the post's photos")
+@signal("media.photo_accounts_7d", version=2, reads=POST, type=int,
+        description="distinct accounts that posted the same photo in the last 7 days, this post's author "
+                    "included; re-encoded, resized, lightly cropped or watermarked copies count as the same "
+                    "photo (PDQ within media.yaml max_distance, found through PDQ bands); the most over the "
+                    "post's photos")
 def _photo_accounts(ctx: SignalContext) -> int:
-    keys = {f.photo_key for f in image_facts(ctx)} - {None}
+    settings: MediaSettings = ctx.resources.get("media") or _NO_SETTINGS
+    hashes = {f.pdq for f in image_facts(ctx) if f.photo_key and f.pdq is not None}
     since = ctx.at_ms - PHOTO_WINDOW_MS
-    return max((ctx.counters.count(k, PHOTO_COUNTER, since, ctx.at_ms, distinct=True) for k in keys), default=0)
+    return max((photo_accounts(ctx.counters, h, since, ctx.at_ms, settings.max_distance) for h in hashes),
+               default=0)

@@ -278,12 +278,18 @@ def facts(image: Image) -> ImageFacts:
 def photo_keys(images: Iterable[Image]) -> tuple[str, ...]:
     """The counter keys of a post's photos (`photo_posts` in counters.py): one per distinct trusted hash.
 
-    The key is the exact PDQ hash. A copy re-encoded at the same size usually hashes the same, a resized or
-    recompressed one a few bits away, which this key misses; counting near-duplicates (PDQ bands as keys,
-    then a Hamming check of the candidates) needs a counter reader that returns members, a later refinement.
-    Low-quality hashes (flat, near-blank images) are not counted: unrelated blank images would collide.
+    The key is the exact PDQ hash; near-duplicates (resized, re-encoded, cropped, watermarked copies) meet
+    under the band keys of `photo_band_hits` instead. Low-quality hashes (flat, near-blank images) are not
+    counted: unrelated blank images would collide.
     """
     return tuple(dict.fromkeys(k for k in (facts(i).photo_key for i in images) if k))
+
+
+def photo_band_hits(images: Iterable[Image], actor: str) -> tuple[tuple[str, str], ...]:
+    """(key, member) of the `photo_bands` counter for a post's trusted photos (see `media.photos`)."""
+    from clearcircle.signals.media.photos import band_hits
+
+    return band_hits((f.pdq for f in map(facts, images) if f.photo_key and f.pdq is not None), actor)
 
 
 def all_facts(images: Sequence[Image]) -> list[ImageFacts]:

@@ -62,7 +62,8 @@ def bands(width: int, height: int) -> list[tuple[int, int]]:
     return [(max(0, i * band - overlap), min(height, (i + 1) * band + overlap)) for i in range(count)]
 
 
-def _read(image: PILImage) -> str:
+def read_image(image: PILImage) -> str:
+    """The text OCR reads in a decoded image, lines joined by newlines (no cache: `image_text` caches)."""
     import numpy as np
 
     global runs
@@ -89,7 +90,7 @@ def _text_of(data_base64: str) -> tuple[str, bool]:
     if image is None:
         return "", error is None
     try:
-        return _read(image), True
+        return read_image(image), True
     except ImportError:  # a broken install is not a fact about the image: fail loudly
         raise
     except Exception:  # noqa: BLE001 - the model choking on one image must not fail the post's decision

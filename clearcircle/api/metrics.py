@@ -1,0 +1,108 @@
+"""Prometheus metrics of the HTTP API: events by type, verdicts, rules fired, decision latency, open cases.
+
+Each app gets its own CollectorRegistry (tests build many apps in one process; the global registry would
+refuse the second). `GET /metrics` is answered by the `MetricsMiddleware` before routing, like /healthz it
+needs no key: it holds counts and rule ids, never event content or identifiers. Keep it on a private
+interface or behind the proxy that scrapes it.
+
+The open-cases gauge is read from the store at scrape time (one indexed COUNT), so it is right whatever
+process opened or closed the cases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from clearcircle.store import tables as t
+from clearcircle.store.repository import Store
+
+# decision latency: sub-millisecond to a few seconds (a batch of 1000 on a busy PostgreSQL)
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class _OpenCases(Collector):
+    """Queue sizes: review cases still open, by the rule source (rule, report, ...)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily("clearcircle_open_cases", "Review cases with status open (the review queue)",
+                                   labels=["source"])
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(t.cases.c.source, func.count()).where(t.cases.c.status == "open")
+                                .group_by(t.cases.c.source)).all()
+        for source, count in rows:
+            family.add_metric([source], count)
+        yield family
+
+
+class Metrics:
+    """The API's metrics; `observe` is called once per submitted request with its outcomes."""
+
+    def __init__(self, store: Store) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.events = Counter("clearcircle_events", "Events received, by type and whether the id was new",
+                              ["type", "outcome"], registry=r)
+        self.verdicts = Counter("clearcircle_verdicts", "Decisions made, by verdict", ["verdict"], registry=r)
+        self.rules = Counter("clearcircle_rule_hits", "Rules fired, by rule and mode (enforce/shadow)",
+                             ["rule", "mode"], registry=r)
+        self.latency = Histogram("clearcircle_decision_seconds", "Time to decide and commit a request's events",
+                                 ["route"], buckets=_BUCKETS, registry=r)
+        self.requests = Counter("clearcircle_http_requests", "HTTP requests answered, by method and status",
+                                ["method", "status"], registry=r)
+        r.register(_OpenCases(store))
+
+    def observe(self, route: str, types: Sequence[str], outcomes: Sequence[Any], seconds: float) -> None:
+        """Count one request's events (types in order) and their outcomes (pipeline.Outcome)."""
+        self.latency.labels(route).observe(seconds)
+        for kind, outcome in zip(types, outcomes, strict=True):
+            if outcome.duplicate:
+                self.events.labels(kind, "duplicate").inc()
+                continue
+            d = outcome.decision
+            self.events.labels(kind, "decided").inc()
+            self.verdicts.labels(d["verdict"]).inc()
+            for rule in d["rules"]:
+                self.rules.labels(rule, "enforce").inc()
+            for rule in d["shadow_rules"]:
+                self.rules.labels(rule, "shadow").inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """ASGI middleware: answers GET /metrics, and counts every other response by method and status."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if scope["path"] == "/metrics" and scope["method"] in ("GET", "HEAD"):
+            body = self.metrics.render()
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode()),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
+            return
+        method = scope["method"] if scope["method"] in _METHODS else "other"  # labels stay a small set
+
+        async def counted(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                self.metrics.requests.labels(method, str(message["status"])).inc()
+            await send(message)
+
+        await self.app(scope, receive, counted)
