@@ -25,6 +25,7 @@ from clearcircle.policy.campaigns import CampaignBook
 from clearcircle.policy.decision import AppliedAction
 from clearcircle.policy.evaluate import Evaluation, evaluate
 from clearcircle.policy.pack import Pack
+from clearcircle.policy.published import PackBook
 from clearcircle.policy.verdicts import rank
 from clearcircle.review.reputation import record_report
 from clearcircle.signals.context import SignalContext, SignalValues
@@ -33,7 +34,7 @@ from clearcircle.signals.graph import GraphBook
 from clearcircle.signals.graph import attach as attach_graph
 from clearcircle.signals.merchant import attach as attach_merchants
 from clearcircle.signals.registry import SignalRegistry, load_builtin_signals
-from clearcircle.store.repository import CampaignRows, Store, now_ms
+from clearcircle.store.repository import CampaignRows, PublishedPacks, Store, now_ms
 from clearcircle.store.unit import UnitOfWork, WorkingSet, dumps
 
 _SUBJECT_FIELDS = ("target", "seller", "referee", "item_owner")
@@ -71,6 +72,7 @@ class Pipeline:
         self._lock = threading.Lock()
         self._working_set = WorkingSet()
         self.campaigns = CampaignBook(self.registry)  # S12 overlays, re-read when they change (once a batch)
+        self.packs = PackBook(pack, self.registry)  # the newest published pack, else `pack` (once a batch)
         self.merchants = MerchantBook()  # S10 records of the batch's actors, read once a batch
         self.graph = GraphBook()  # findings of the latest `detect` run (S2/S3/S4/S13), re-read when a newer run exists
 
@@ -107,9 +109,12 @@ class Pipeline:
             since = min((to_ms(e) for e in events), default=0) - MAX_WINDOW_MS
             uow.prefetch([e.id for e in events], accounts, keys, since)
             uow.prefetch_links(pairs, registering)
-            self.campaigns.refresh(self.pack, CampaignRows(uow.conn))
-            self.merchants.load(uow.conn, {e.actor for e in events})
-            self.graph.refresh(uow.conn)
+            if not uow.reused:  # someone else wrote since our last unit; publications, campaigns, merchant
+                # steps and detector runs are all audited writes, so with no other writer none of them changed
+                self.pack = self.packs.refresh(PublishedPacks(uow.conn))  # a newly published pack, no restart
+                self.campaigns.refresh(self.pack, CampaignRows(uow.conn))
+                self.graph.refresh(uow.conn)
+            self.merchants.load(uow.conn, {e.actor for e in events}, keep=uow.reused)
             for event in events:
                 stored = uow.decided.get(event.id)
                 if stored is not None:

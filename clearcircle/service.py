@@ -7,15 +7,21 @@ from dataclasses import dataclass
 from clearcircle.config import Settings, identifier_key
 from clearcircle.pipeline import Pipeline
 from clearcircle.policy.pack import Pack, builtin_pack_path, load_pack
-from clearcircle.store.repository import Store
+from clearcircle.store.repository import PublishedPacks, Store
 
 
 @dataclass
 class Service:
     settings: Settings
     store: Store
-    pack: Pack
     pipeline: Pipeline
+
+    @property
+    def pack(self) -> Pack:
+        """The pack in force: the newest published one (policy.published), else the one given at start. Asked
+        of the store each time (one indexed row), so every worker's reads show what its next batch decides with."""
+        with self.store.reads.connect() as conn:
+            return self.pipeline.packs.refresh(PublishedPacks(conn))
 
     def close(self) -> None:
         self.store.close()
@@ -30,4 +36,6 @@ def open_service(settings: Settings | None = None, *, migrate: bool = True) -> S
     else:
         store.check()
     pack = load_pack(settings.pack or builtin_pack_path())
-    return Service(settings, store, pack, Pipeline(store, pack, identifier_key(settings)))
+    service = Service(settings, store, Pipeline(store, pack, identifier_key(settings)))
+    service.pipeline.pack = service.pack  # a published pack, if any, is in force from the start
+    return service

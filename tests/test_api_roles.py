@@ -17,6 +17,8 @@ from api_fixtures import Api, event, induced_share_post, minimal_pack, open_api
 from fastapi.routing import APIRoute
 
 from clearcircle.policy.campaigns import parse_campaign
+from clearcircle.policy.pack import builtin_pack_path
+from clearcircle.policy.published import read_pack_files
 from clearcircle.review.appeals import file_appeal
 from clearcircle.review.queue import open_case
 
@@ -44,6 +46,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/accounts/{account_id:path}/quotas"): REGISTRY_READERS,
     ("GET", "/v1/policy"): REGISTRY_READERS,
     ("POST", "/v1/policy/validate"): frozenset({"admin"}),
+    ("POST", "/v1/policy/publish"): frozenset({"admin"}),
     ("GET", "/v1/audit/verify"): frozenset({"admin"}),
     ("GET", "/v1/signals"): ALL,
     ("POST", "/v1/merchants"): COMPLIANCE,
@@ -112,6 +115,8 @@ def _body(method: str, path: str) -> Any:
         return event("like", f"role-{uuid.uuid4().hex}")
     if (method, path) == ("POST", "/v1/events/batch"):
         return {"events": [event("like", f"role-{uuid.uuid4().hex}"), event("follow", f"role-{uuid.uuid4().hex}")]}
+    if (method, path) == ("POST", "/v1/policy/publish"):  # the built-in pack: it stays the live pack after
+        return {"files": read_pack_files(builtin_pack_path())}
     if (method, path) == ("POST", "/v1/policy/validate"):
         return {"files": minimal_pack()}
     if (method, path) == ("POST", "/v1/merchants"):

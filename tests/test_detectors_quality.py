@@ -26,7 +26,7 @@ def graph(tmp_path_factory):
 def test_precision_and_recall_at_least_095_each(graph):
     _folder, truth, found, _engine = graph
     scores = score(found, truth)
-    assert {s.detector for s in scores} == {"lockstep", "mlm", "evasion", "share_burst"}
+    assert {s.detector for s in scores} == {"lockstep", "mlm", "evasion", "share_burst", "friend_spam"}
     for s in scores:
         assert s.planted > 0
         assert s.precision >= 0.95 and s.recall >= 0.95, s
@@ -52,6 +52,9 @@ def test_heavy_followers_of_popular_targets_are_not_flagged(graph):
 def _follows(path, rows):
     src, dst, ts = zip(*rows, strict=True)
     pq.write_table(pa.table({"src": list(src), "dst": list(dst), "ts": list(ts)}), path)
+    none = pa.array([], pa.string())
+    pq.write_table(pa.table({"src": none, "dst": none, "ts": pa.array([], pa.int64())}),
+                   path.with_name("unfollows.parquet"))  # nobody left
 
 
 def test_a_burst_straddling_a_window_boundary_is_found(tmp_path):
@@ -65,7 +68,7 @@ def test_a_burst_straddling_a_window_boundary_is_found(tmp_path):
         rows += [(f"u-{t}-{i}", f"pub-{t}", T0_MS + i * 7 * HOUR_MS) for i in range(30)]  # a slow baseline
     _follows(tmp_path / "follows.parquet", rows)
     engine = DuckDBEngine()
-    load_tables(engine, tmp_path, ("follows",))
+    load_tables(engine, tmp_path, ("follows", "unfollows"))
     on_hour_grid = engine.rows(f"""
         SELECT MAX(n) FROM (SELECT dst, FLOOR((ts - {T0_MS}) / {HOUR_MS}) AS w, COUNT(*) AS n FROM follows
                             WHERE src LIKE 'buy-%' GROUP BY dst, FLOOR((ts - {T0_MS}) / {HOUR_MS})) x""")[0][0]
@@ -141,3 +144,18 @@ def test_evasion_needs_a_registration_after_the_ban_and_ignores_hub_values(tmp_p
     assert len(found) == 1
     assert found[0].accounts == ("new1", "new2") and found[0].targets == ("banned",)
     assert found[0].evidence["evasion_of"] == {"new1": "banned", "new2": "banned"}
+
+
+def test_the_generated_traps_are_there_and_not_flagged(graph):
+    """Fast organic bursts with no trigger, less liked sociable people, targets whose bought followers left:
+    the generator must make them (or the precision above proves nothing) and the detectors must spare them."""
+    _folder, truth, found, engine = graph
+    bursts = {str(r[0]) for r in engine.rows("SELECT item FROM sh_burst")}
+    assert len(bursts - truth.burst_items) >= 5  # as fast and as direct, nothing induced them
+    assert {f.targets[0] for f in found["share_burst"]} == truth.burst_items
+    assert {f.evidence["trigger"] for f in found["share_burst"]} == {"induced_text", "reward_post"}
+    candidates = {str(r[0]) for r in engine.rows("SELECT src FROM fs_cand")}
+    assert len(candidates - truth.friend_spammers) >= 3  # volume and low acceptance, but friends of friends
+    assert {a for f in found["friend_spam"] for a in f.accounts} == truth.friend_spammers
+    undone = {t for f in found["lockstep"] for t in f.evidence["undone_targets"]}
+    assert undone and not undone & truth.lockstep_targets

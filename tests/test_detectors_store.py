@@ -44,20 +44,28 @@ def test_replay_detect_persists_findings_opens_cases_and_feeds_signals(db_url, t
     assert lines and all(set(x) == FINDING_KEYS for x in lines)
     by = {x["detector"]: x for x in lines}
     assert set(by["lockstep"]["accounts"]) == truth.lockstep_accounts
-    assert set(by["lockstep"]["targets"]) == truth.lockstep_targets
+    assert set(by["lockstep"]["targets"]) == truth.lockstep_targets  # pub-30's bought followers all left
+    assert by["lockstep"]["evidence"]["undone_targets"] == ["pub-30"]
+    assert by["lockstep"]["evidence"]["still_following"]["pub-31"] == 7
     assert set(by["mlm"]["accounts"]) == truth.mlm_members and by["mlm"]["targets"] == ["mlm-0"]
     assert set(by["evasion"]["accounts"]) == truth.evaders and by["evasion"]["targets"] == ["seller-0"]
-    assert by["share_burst"]["targets"] == ["post-promo"] and by["share_burst"]["accounts"] == ["shop-1"]
-    assert len(lines) == 4  # the brand's one-level programme, the relative, ordinary shares: nothing
+    bursts = {x["targets"][0]: x for x in lines if x["detector"] == "share_burst"}
+    assert set(bursts) == truth.burst_items  # post-news was as fast, but nothing induced it
+    assert bursts["post-promo"]["accounts"] == ["shop-1"]
+    assert (bursts["post-promo"]["evidence"]["trigger"], bursts["post-promo"]["evidence"]["trigger_post"]) == (
+        "reward_post", "post-prize")
+    assert bursts["post-unlock"]["evidence"]["trigger"] == "induced_text"
+    assert by["friend_spam"]["accounts"] == ["spam-0"]  # not the sociable u-0, not the less liked u-1
+    assert len(lines) == 6  # the brand's one-level programme, the relative, ordinary shares: nothing
 
     store = Store(db_url)
     with store.engine.connect() as conn:
         stored = conn.execute(sa.select(t.findings.c.detector)).scalars().all()
         cases = conn.execute(sa.select(t.cases.c.account, t.cases.c.source, t.cases.c.rules)).all()
-    assert sorted(stored) == sorted(by)
+    assert sorted(stored) == sorted(x["detector"] for x in lines)
     assert {(c.account, c.source) for c in cases if c.source == "detector"} == {
-        ("mlm-0", "detector"), ("seller-0b", "detector"), ("shop-1", "detector"),
-        (by["lockstep"]["targets"][0], "detector")}
+        ("mlm-0", "detector"), ("seller-0b", "detector"), ("shop-1", "detector"), ("shop-2", "detector"),
+        ("spam-0", "detector"), (by["lockstep"]["targets"][0], "detector")}
     assert "bought_follower" in store.account_state("buy-3").labels
     assert "follower_fraud" in store.account_state("pub-31").labels
     assert "mlm_organiser" in store.account_state("mlm-0").labels
@@ -68,7 +76,7 @@ def test_replay_detect_persists_findings_opens_cases_and_feeds_signals(db_url, t
     assert run("detect", "--db", db_url).exit_code == 0
     with Store(db_url).engine.connect() as conn:
         again = conn.execute(sa.select(sa.func.count()).select_from(t.cases).where(t.cases.c.source == "detector"))
-        assert again.scalar_one() == 4
+        assert again.scalar_one() == 6
 
     # the real-time path reads the latest run
     later = decide(db_url, {"id": "late-1", "type": "post_created", "occurred_at": "2026-03-12T10:00:00+00:00",
@@ -87,7 +95,19 @@ def test_replay_detect_persists_findings_opens_cases_and_feeds_signals(db_url, t
     assert plain["signals"].get("graph.evasion_of", "") == "" and "graph-ban-evasion" not in plain["rules"]
     pushed = decide(db_url, {"id": "late-5", "type": "message_push", "occurred_at": "2026-03-12T12:00:00+00:00",
                              "actor": "pub-31", "body": {"audience": 100}})
-    assert pushed["signals"]["graph.follower_fraud"] > 0 and "graph-follower-fraud" in pushed["rules"]
+    assert pushed["signals"]["graph.follower_fraud"] == pytest.approx(by["lockstep"]["score"] * 7 / 15, rel=1e-5)
+    assert "graph-follower-fraud" in pushed["rules"]
+    undone = decide(db_url, {"id": "late-6", "type": "message_push", "occurred_at": "2026-03-12T12:00:00+00:00",
+                             "actor": "pub-30", "body": {"audience": 100}})
+    assert undone["signals"]["graph.follower_fraud"] == 0 and "graph-follower-fraud" not in undone["rules"]
+    # friend spam: slowed down (a day without adds, no strike), the sociable person is not
+    spam = decide(db_url, {"id": "late-7", "type": "friend_request", "occurred_at": "2026-03-12T12:00:00+00:00",
+                           "actor": "spam-0", "body": {"target": "u-300"}})
+    assert spam["signals"]["graph.friend_spam"] == 56 and "graph-friend-spam-slow-down" in spam["rules"]
+    assert "graph-friend-spam-restrict-adds" not in spam["rules"] and spam["verdict"] != "ban"
+    social = decide(db_url, {"id": "late-8", "type": "friend_request", "occurred_at": "2026-03-12T12:00:00+00:00",
+                             "actor": "u-1", "body": {"target": "u-300"}})
+    assert social["signals"]["graph.friend_spam"] == 0 and not any("friend-spam" in r for r in social["rules"])
 
 
 def test_detect_since_leaves_out_older_events(sqlite_url, tmp_path):
@@ -97,9 +117,10 @@ def test_detect_since_leaves_out_older_events(sqlite_url, tmp_path):
                  "--work", tmp_path / "edges")
     assert result.exit_code == 0, result.output
     assert {p.name for p in (tmp_path / "edges").iterdir()} == {
-        "follows.parquet", "referrals.parquet", "shares.parquet", "links.parquet", "accounts.parquet"}
+        "follows.parquet", "unfollows.parquet", "referrals.parquet", "shares.parquet", "posts.parquet",
+        "friend_requests.parquet", "links.parquet", "accounts.parquet"}
     detectors = {json.loads(x)["detector"] for x in (tmp_path / "f.jsonl").read_text().splitlines()}
-    assert "lockstep" not in detectors and "share_burst" not in detectors  # their bursts were before the 9th
+    assert not detectors & {"lockstep", "share_burst", "friend_spam"}  # all before the 9th
     assert "evasion" in detectors  # identity links and bans are always whole
 
 
@@ -117,7 +138,7 @@ def test_detect_refuses_bad_options_with_a_message(sqlite_url, args, message):
 def test_evaluate_graph_prints_precision_and_recall_per_detector():
     result = run("evaluate-graph", "--edges", 100_000)
     assert result.exit_code == 0, result.output
-    for name in ("lockstep", "mlm", "evasion", "share_burst"):
+    for name in ("lockstep", "mlm", "evasion", "share_burst", "friend_spam"):
         assert name in result.output
     assert "NOT met" not in result.output
 
@@ -126,3 +147,17 @@ def test_bench_graph_prints_duckdb_and_networkx():
     result = run("bench-graph", "--edges", 30_000, "--networkx-edges", 30_000, "--no-spark")
     assert result.exit_code == 0, result.output
     assert "duckdb" in result.output and "networkx" in result.output
+
+
+@pytest.mark.parametrize(("categories", "flags"), [
+    (["induced_share", "contact"], (True, False)),
+    (["reward"], (False, True)),  # a pack with a reward list of its own
+    (["commercial"], (False, False)),
+    (None, (False, False)),  # the decision did not read the text
+])
+def test_post_flags_come_from_the_stored_decision(categories, flags):
+    from clearcircle.detectors.export import post_flags
+
+    signals = {} if categories is None else {"text.categories": categories}
+    assert post_flags(json.dumps({"signals": signals})) == flags
+    assert post_flags(None) == (False, False)  # a post never decided

@@ -2,7 +2,8 @@
 
 Any Unicode (lone surrogates, NUL and the other control characters the normaliser uses internally as
 markers, combining marks, emoji, huge runs): `normalize` returns, and its offset map is valid -- one
-strictly increasing original index per output character, every `span` inside the original text.
+strictly increasing original index per output character, every `span` inside the original text -- and
+`normalize_text` (the same steps without the map) returns the same text.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from clearcircle.events.schemas import MAX_TEXT
-from clearcircle.signals.text_normalize import Normalizer, normalize
+from clearcircle.signals.text_normalize import Normalizer, normalize, normalize_text
 
 # every code point, surrogates included (hypothesis leaves out category Cs unless asked)
 ANY_CHAR = st.characters(min_codepoint=0, max_codepoint=0x10FFFF, categories=None, exclude_categories=())
@@ -30,6 +31,7 @@ def check_map(text: str) -> None:
     result = normalize(text)
     n = len(result.text)
     assert result.original == text
+    assert normalize_text(text) == result.text  # the classifier's path (no offset map) gives the same text
     assert len(result.offsets) == n
     assert all(0 <= o < len(text) for o in result.offsets)
     assert all(a < b for a, b in zip(result.offsets, result.offsets[1:], strict=False)), "strictly increasing"
@@ -65,7 +67,9 @@ def test_huge_runs_normalise_in_linear_time(unit):
 @FUZZ
 @given(TEXTS, st.integers(0, 5), st.integers(1, 5), st.booleans())
 def test_every_configuration_keeps_the_map(text, gap, repeat, variants):
-    result = Normalizer(max_gap=gap, max_repeat=repeat, variants=variants).normalize(text)
+    normalizer = Normalizer(max_gap=gap, max_repeat=repeat, variants=variants)
+    result = normalizer.normalize(text)
+    assert normalizer.normalize_text(text) == result.text
     assert len(result.offsets) == len(result.text)
     assert all(a < b for a, b in zip(result.offsets, result.offsets[1:], strict=False))
     assert all(0 <= o < len(text) for o in result.offsets)

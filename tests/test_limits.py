@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
+import redis
 from api_fixtures import event, open_api
 
 from clearcircle.api.ratelimit import TokenBucket
@@ -59,6 +60,22 @@ def test_rate_limit_is_429_with_retry_after_per_key_and_stores_nothing(sqlite_ur
         assert api.client.get("/v1/decisions/refused", headers=api.h("moderator")).status_code == 404  # own bucket
         wrong = api.client.get("/v1/signals", headers={"X-API-Key": "cc_000000000000_guess"})
         assert wrong.status_code == 401  # unknown keys are throttled separately, and still refused
+
+
+def test_rate_limit_through_redis_is_429_with_retry_after(sqlite_url, tmp_path, redis_url):
+    """With a Redis URL the API's buckets live in Redis (shared by every worker; tests/test_stateless.py runs two
+    processes against one): the same answers as the in-process bucket."""
+    with open_api(sqlite_url, tmp_path, redis_url=redis_url, rate_limit_per_s=0.05, rate_limit_burst=3) as api:
+        for i in range(3):
+            assert api.post_event(event("like", f"r-ok-{i}")).status_code == 200
+        before = api.counts()
+        refused = api.post_event(event("like", "r-refused"))
+        assert refused.status_code == 429
+        assert int(refused.headers["retry-after"]) >= 15  # a token every 20 s
+        assert "rate limit" in refused.json()["detail"]
+        assert api.counts() == before
+    with redis.Redis.from_url(redis_url) as client:
+        assert len(client.keys("cc:rl:*")) == 1  # the bucket was Redis's (one key: the integrator's digest)
 
 
 def test_rate_limit_off_with_zero(sqlite_url, tmp_path):

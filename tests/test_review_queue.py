@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
+import orjson
 import pytest
 import sqlalchemy as sa
 from api_fixtures import open_api
@@ -249,5 +250,28 @@ def test_uphold_with_an_action_applies_it_once_as_an_appealable_event(db_url, tm
         appeal, _ = appeals.file_appeal(svc.store, "acting", f"case-{case_id}-limit_reach", "已注册", "integrator")
         appeals.decide_appeal(svc, appeal.id, "overturn", "registered offline", "mod-2")
         assert svc.store.account_state("acting").reach_limit is None
+    finally:
+        svc.close()
+
+
+def test_an_appeal_overturning_a_cases_measure_corrects_the_reporters(db_url, tmp_path):
+    from clearcircle.review import appeals
+
+    svc = open_svc(db_url, tmp_path)
+    try:
+        case_id = _report_case(svc, "seller-x", T0)
+        queue.decide_case(svc, case_id, "uphold", "reported counterfeit", "key:mod-1", action="limit_reach", days=3)
+        reporters = [f"seller-x-r{i}" for i in range(5)]
+        before = {who: svc.store.account_state(who).reporting for who in reporters}
+        assert all(r.upheld == 1 and r.overturned == 0 for r in before.values())
+        appeal, _ = appeals.file_appeal(svc.store, "seller-x", f"case-{case_id}-limit_reach", "正品", "integrator")
+        appeals.decide_appeal(svc, appeal.id, "overturn", "invoices prove the goods genuine", "mod-2")
+        after = {who: svc.store.account_state(who).reporting for who in reporters}
+        # the final outcome counts: each report is now an overturned one, not an upheld one
+        assert all(r.upheld == 0 and r.overturned == 1 for r in after.values())
+        audit = rows(svc, "select payload from audit where kind = 'appeal_decided'")
+        assert orjson.loads(audit[-1][0])["reporters_corrected"] == reporters
+        checked, findings = svc.store.verify_audit()
+        assert findings == [] and checked > 0
     finally:
         svc.close()

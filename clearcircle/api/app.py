@@ -7,6 +7,7 @@ input with the same field paths; the OpenAPI schema still documents every event 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -28,7 +29,7 @@ from clearcircle.api.auth import require
 from clearcircle.api.coalesce import Coalescer
 from clearcircle.api.metrics import Metrics, MetricsMiddleware
 from clearcircle.api.pack_files import write_pack_files
-from clearcircle.api.ratelimit import RateLimit, TokenBucket
+from clearcircle.api.ratelimit import RateLimit, limiter_for
 from clearcircle.console import mount as mount_console
 from clearcircle.enforcement.state import AccountState
 from clearcircle.events.schemas import EVENT_ADAPTER, EventError, parse_batch_json, parse_event_json
@@ -42,6 +43,7 @@ from clearcircle.policy.campaigns import (
     compile_campaign,
 )
 from clearcircle.policy.pack import PackError, load_pack
+from clearcircle.policy.published import read_pack
 from clearcircle.service import Service
 from clearcircle.signals.quota import quota_report
 from clearcircle.store.repository import CampaignConflict, StoredCounters, now_ms
@@ -199,8 +201,9 @@ def create_app(service: Service) -> FastAPI:
 
     settings = service.settings
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    if settings.rate_limit_per_s > 0:  # inside the metrics middleware, so 429s are counted
-        app.add_middleware(RateLimit, bucket=TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst))
+    limiter = limiter_for(settings)  # in this process, or shared through Redis (api/ratelimit.py); None: off
+    if limiter is not None:  # inside the metrics middleware, so 429s are counted
+        app.add_middleware(RateLimit, bucket=limiter)
     app.state.metrics = metrics = Metrics(service.store)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: serves GET /metrics, counts statuses
 
@@ -225,8 +228,9 @@ def create_app(service: Service) -> FastAPI:
         return out
 
     @app.get("/healthz", tags=["ops"])
-    def healthz() -> dict[str, str]:
-        return {"status": "ok", "pack_version": service.pack.version}
+    def healthz() -> dict[str, Any]:
+        # worker: the process that answered (`serve --workers N` runs N of them behind one port)
+        return {"status": "ok", "pack_version": service.pack.version, "worker": os.getpid()}
 
     @app.post("/v1/events", tags=["events"], response_model=DecisionOut,
               openapi_extra=_event_body_spec(False))
@@ -305,6 +309,25 @@ def create_app(service: Service) -> FastAPI:
             return {"valid": True, "version": loaded.version, "rules": len(loaded.rules), "problems": []}
         finally:
             shutil.rmtree(root, ignore_errors=True)
+
+    @app.post("/v1/policy/publish", tags=["policy"], response_model=None)
+    def publish_policy(pack: PackFiles, role: str = Depends(admin)) -> Any:
+        """Validate a pack sent as files (as /v1/policy/validate does) and publish it: every worker decides with
+        it from its next batch, without a restart, and each decision records its version. An invalid pack is a
+        422 listing every problem, and nothing is stored; the version already in force is `published: false`."""
+        root = Path(tempfile.mkdtemp(prefix="cc-pack-"))
+        try:
+            write_pack_files(pack.files, root)
+            try:
+                loaded, files = read_pack(root, service.pipeline.registry)
+            except PackError as exc:
+                return JSONResponse({"detail": "invalid policy pack, nothing published",
+                                     "problems": [vars(p) for p in exc.problems]}, status_code=422)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        seq, published = service.store.publish_pack(loaded.name, loaded.version, files, f"api:{role}")
+        return {"published": published, "seq": seq, "name": loaded.name, "version": loaded.version,
+                "rules": len(loaded.rules)}
 
     @app.get("/v1/audit/verify", tags=["audit"])
     def audit_verify(_role: str = Depends(admin)) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 
 _KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key from `clearcircle keys create`")
@@ -20,11 +21,13 @@ def require(*roles: str) -> Callable[..., str]:
     """A dependency admitting only keys of the given roles; returns the caller's role."""
     allowed = frozenset(roles)
 
-    def check(request: Request, key: str | None = Depends(_KEY_HEADER)) -> str:
+    async def check(request: Request, key: str | None = Depends(_KEY_HEADER)) -> str:
         if not key:
             raise HTTPException(401, "missing API key: send it in the X-API-Key header",
                                 headers={"WWW-Authenticate": "ApiKey"})
-        role = request.app.state.service.store.key_role(key)
+        store = request.app.state.service.store
+        # a local SQLite look-up is cheaper than a hop to a worker thread; a network round trip is not
+        role = store.key_role(key) if store.blocking_reads_are_cheap else await run_in_threadpool(store.key_role, key)
         if role is None:
             raise HTTPException(401, "unknown or revoked API key", headers={"WWW-Authenticate": "ApiKey"})
         if role not in allowed:

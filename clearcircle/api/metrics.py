@@ -37,7 +37,7 @@ class _OpenCases(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         family = GaugeMetricFamily("clearcircle_open_cases", "Review cases with status open (the review queue)",
                                    labels=["source"])
-        with self.store.engine.connect() as conn:
+        with self.store.reads.connect() as conn:
             rows = conn.execute(select(t.cases.c.source, func.count()).where(t.cases.c.status == "open")
                                 .group_by(t.cases.c.source)).all()
         for source, count in rows:

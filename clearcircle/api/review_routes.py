@@ -108,7 +108,7 @@ def caller(request: Request) -> str:
     """Who is calling, for the audit trail and claims: `key:<name>` of the API key (already checked)."""
     secret = request.headers.get("X-API-Key", "")
     digest = hashlib.sha256(secret.encode()).hexdigest()
-    with request.app.state.service.store.engine.connect() as conn:
+    with request.app.state.service.store.reads.connect() as conn:
         name = conn.execute(select(t.api_keys.c.name).where(t.api_keys.c.key_hash == digest)).scalar_one_or_none()
     return f"key:{name or 'unknown'}"
 

@@ -64,12 +64,19 @@ from clearcircle.cli.review import register as register_review_commands  # noqa:
 register_review_commands(app)  # issue 6: queue, appeals, backtest, rules-stats, report
 from clearcircle.cli.load_bench import bench_load  # noqa: E402, I001
 app.command("bench-load")(bench_load)
+from clearcircle.cli.stream import register as register_stream_commands  # noqa: E402, I001
+register_stream_commands(app)  # issue 10: publish, worker (docs/stream.md)
 
 
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000, db: DbOpt = None, pack: PackOpt = None,
           log_level: Annotated[str, typer.Option(help="JSON log lines at this level and above (stderr)")] = "info",
-          access_log: Annotated[bool, typer.Option(help="one log line per HTTP request")] = False) -> None:
+          access_log: Annotated[bool, typer.Option(help="one log line per HTTP request")] = False,
+          workers: Annotated[int, typer.Option(
+              min=1, help="worker processes sharing the port, each with its own store connections; they share "
+                          "rate limits and counters through Redis (CLEARCIRCLE_REDIS_URL) and the published "
+                          "policy pack through the store. PostgreSQL is the production store for many workers; "
+                          "SQLite works (WAL) but lets one worker write at a time")] = 1) -> None:
     """Run the HTTP API (migrates the store; creates an admin key on first start)."""
     import uvicorn
 
@@ -90,8 +97,38 @@ def serve(host: str = "127.0.0.1", port: int = 8000, db: DbOpt = None, pack: Pac
     say(("pack", "bold"), f"{service.pack.name} {service.pack.version[:19]}…, store {service.store.engine.url!r}",
          console)
     # uvloop + httptools: the fast event loop and HTTP parser (docs/hardening.md, load figures)
-    uvicorn.run(create_app(service), host=host, port=port, log_level=log_level, log_config=None,
-                access_log=access_log, loop="uvloop", http="httptools")
+    options = {"host": host, "port": port, "log_level": log_level, "log_config": None, "access_log": access_log,
+               "loop": "uvloop", "http": "httptools"}
+    if workers == 1:
+        uvicorn.run(create_app(service), **options)
+        return
+    # Many workers: migrated, keys and key files made above, once; each worker opens its own Service from the
+    # environment (uvicorn starts them as fresh processes and calls worker_app in each).
+    settings = service.settings
+    service.close()
+    os.environ["CLEARCIRCLE_DB_URL"] = settings.db_url
+    if settings.pack is not None:
+        os.environ["CLEARCIRCLE_PACK"] = str(Path(settings.pack).resolve())
+    os.environ[_WORKER_LOG_LEVEL] = log_level
+    # a worker answers the supervisor's health pings only once it has imported the engine (seconds on a busy
+    # machine); uvicorn's default of 5 s would kill and restart workers that are merely starting
+    uvicorn.run("clearcircle.cli.main:worker_app", factory=True, workers=workers, timeout_worker_healthcheck=60,
+                **options)
+
+
+_WORKER_LOG_LEVEL = "CLEARCIRCLE_SERVE_LOG_LEVEL"
+
+
+def worker_app():  # noqa: ANN201 - a FastAPI app; not imported here, to keep the CLI's start light
+    """The app of one `serve --workers N` process: its own store connections and pipeline, from the settings in
+    the environment `serve` set (the schema is already migrated, so it is only checked)."""
+    from clearcircle.api.app import create_app
+    from clearcircle.config import Settings
+    from clearcircle.obs.logs import configure as configure_logging
+    from clearcircle.service import open_service
+
+    configure_logging(os.environ.get(_WORKER_LOG_LEVEL, "info"))
+    return create_app(open_service(Settings(), migrate=False))
 
 
 def _open(path: Path):  # noqa: ANN202
@@ -254,6 +291,36 @@ def policy_check(pack: Annotated[Path | None, typer.Argument(help="pack folder (
     console.print(f"[green]✓[/green] {len(loaded.rules)} rules valid")
 
 
+@policy_app.command("publish")
+def policy_publish(pack: Annotated[Path, typer.Argument(help="pack folder")], db: DbOpt = None) -> None:
+    """Validate a pack exactly as `policy check` does and publish it through the store: every process on this
+    database (every `serve` worker) decides with it from its next batch, without a restart. Exit 1 if invalid
+    (every problem listed, nothing stored). Publishing an earlier version again rolls back to it."""
+    from clearcircle.cli.common import actor, open_store
+    from clearcircle.policy.published import read_pack
+
+    try:
+        loaded, files = read_pack(pack)
+    except PackError as exc:
+        for problem in exc.problems:
+            say(("✗", "red"), str(problem))
+        say(("error:", "red"), "invalid policy pack, nothing published")
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        raise fail(f"cannot read {pack}: {exc.strerror or exc}") from None
+    store = open_store(db)
+    try:
+        seq, published = store.publish_pack(loaded.name, loaded.version, files, actor())
+    finally:
+        store.close()
+    if published:
+        say(("✓", "green"), f"published {loaded.name} {loaded.version} ({len(loaded.rules)} rules, publication "
+            f"#{seq}): in force from each worker's next batch", console)
+    else:
+        say(("unchanged", "yellow"), f"{loaded.version} is already the published pack (publication #{seq})",
+            console)
+
+
 @audit_app.command("verify")
 def audit_verify(db: DbOpt = None) -> None:
     """Check the audit hash chain; names every edited, deleted or reordered row. Exit 1 if broken."""
@@ -321,10 +388,23 @@ def keys_revoke(key_id: str, db: DbOpt = None) -> None:
 
 
 @app.command()
-def bench(events: Annotated[int, typer.Option(min=1000)] = 100_000, db: DbOpt = None,
-          batch: Annotated[int, typer.Option(min=1, max=10_000, help="events per transaction")] = 1000) -> None:
+def bench(events: Annotated[int | None, typer.Option(
+              min=100, help="generated events (default 100,000; with --stream 20,000)")] = None, db: DbOpt = None,
+          batch: Annotated[int, typer.Option(min=1, max=10_000, help="events per transaction")] = 1000,
+          stream: Annotated[bool, typer.Option(
+              "--stream", help="through Redis Streams to 1 and 2 worker processes, PostgreSQL store")] = False,
+          redis_url: Annotated[str | None, typer.Option(
+              "--redis", help="with --stream: redis://HOST:PORT (default: a throw-away server)")] = None) -> None:
     """Replay a generated mix through the whole path, persistence included, and print events/s."""
     from clearcircle.synthetic import generate
+
+    if stream:  # issue 10 (clearcircle/cli/stream.py): --db defaults to a throw-away PostgreSQL
+        from clearcircle.cli.stream import bench_stream
+
+        return bench_stream(events or 20_000, db, redis_url, batch)
+    if redis_url is not None:
+        raise fail("--redis needs --stream")
+    events = events or 100_000
 
     with tempfile.TemporaryDirectory() as tmp:
         url = db or f"sqlite:///{tmp}/bench.db"

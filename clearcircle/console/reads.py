@@ -15,7 +15,7 @@ from clearcircle.store.repository import Store
 def account_decisions(store: Store, account: str, limit: int = 100) -> list[dict[str, Any]]:
     """Decisions about the account, newest first, each with its event time (`occurred_ms`) beside the payload
     (Store.account_history returns the payloads alone, which carry no time)."""
-    with store.engine.connect() as conn:
+    with store.reads.connect() as conn:
         rows = conn.execute(select(t.decisions.c.occurred_ms, t.decisions.c.payload)
                             .where(t.decisions.c.subject == account)
                             .order_by(desc(t.decisions.c.occurred_ms)).limit(limit)).all()

@@ -72,6 +72,7 @@ def _run_engine(engine: str, folder: Path, master: str | None) -> dict[str, floa
     t0 = time.perf_counter()
     eng = open_engine(engine, master)
     eng.load("follows", folder / "follows.parquet")
+    eng.load("unfollows", folder / "unfollows.parquet")
     t1 = time.perf_counter()
     findings = lockstep.detect(eng)
     t2 = time.perf_counter()

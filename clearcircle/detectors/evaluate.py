@@ -31,7 +31,7 @@ def _score(detector: str, unit: str, predicted: set[str], planted: set[str]) -> 
 
 def score(findings: dict[str, list[Finding]], truth: Truth) -> list[Score]:
     """One line per detector and unit: lockstep accounts and inflated targets, MLM members and organisers,
-    evaders, burst items."""
+    evaders, burst items, friend spammers."""
     def accounts(name: str) -> set[str]:
         return {a for f in findings.get(name, []) for a in f.accounts}
 
@@ -49,4 +49,6 @@ def score(findings: dict[str, list[Finding]], truth: Truth) -> list[Score]:
         out.append(_score("evasion", "accounts", accounts("evasion"), truth.evaders))
     if "share_burst" in findings:
         out.append(_score("share_burst", "items", targets("share_burst"), truth.burst_items))
+    if "friend_spam" in findings:
+        out.append(_score("friend_spam", "accounts", accounts("friend_spam"), truth.friend_spammers))
     return out

@@ -5,12 +5,20 @@ that `clearcircle replay` decides and stores, so `detect` exports them like prod
 ten days of ordinary following, sharing and referring among 400 people and 40 public accounts:
 
 - a block of 15 bought accounts that follow 6 small public accounts in 10-minute bursts (one straddles an
-  hour boundary) and follow popular accounts at random times as camouflage;
+  hour boundary) and follow popular accounts at random times as camouflage; on day 9 all of them unfollow
+  `pub-30` (no longer inflated) and 8 of them `pub-31` (still inflated by the other 7);
 - an MLM tree under `mlm-0` paying three levels of upline, with a joining fee, beside a brand's one-level
   programme without a fee (`brand-0`);
 - `seller-0`, banned by a moderator, then `seller-0b` registered on its device and `seller-0c` sharing a
   payment account with `seller-0b`; `rel-0` shared the device before the ban (not evasion);
-- `post-promo`, shared by 40 people within 20 minutes straight from its owner `shop-1`.
+- `post-promo`, a plain post shared by 40 people within 20 minutes straight from its owner `shop-1`, three
+  hours after `shop-1`'s reward post (`post-prize`: share to Moments for a red packet), and `post-unlock`,
+  whose own text asks to share it to unlock (`shop-2`), shared by 40 in 20 minutes; beside them
+  `post-news`, shared as fast by 40 people with no trigger (its owner's prize post is four days older):
+  not an induced-share burst;
+- friendships among `u-0`..`u-99` (each asks 5 of them, who accept); `u-0` (sociable, most accept) and
+  `u-1` (less liked: few accept) each ask 35 friends of friends in a day; `spam-0` asks 60 strangers in a
+  day and 4 accept: only `spam-0` is friend-request spam.
 """
 
 from __future__ import annotations
@@ -62,7 +70,12 @@ def generate_events(path: Path, seed: int = 7) -> Truth:
         for p in rng.sample(publics[:5], 3):
             add(at(rng.uniform(60, 10 * day)), "follow", b, target=p)
 
-    truth = Truth(lockstep_accounts=set(bought), lockstep_targets=set(clients))
+    for b in bought:  # the service ends: every bought follower leaves pub-30, eight leave pub-31
+        add(at(8 * day + 30 + rng.uniform(0, 60)), "unfollow", b, target=clients[0])
+    for b in bought[:8]:
+        add(at(8 * day + 30 + rng.uniform(0, 60)), "unfollow", b, target=clients[1])
+
+    truth = Truth(lockstep_accounts=set(bought), lockstep_targets=set(clients[1:]))
     # MLM: three levels of upline paid per recruit, a joining fee
     parent: dict[str, str] = {}
     frontier, members, t = ["mlm-0"], ["mlm-0"], 2 * day
@@ -100,12 +113,49 @@ def generate_events(path: Path, seed: int = 7) -> Truth:
     add(at(3 * day + 120), "account_registered", "seller-0c", account_type="personal", payment_id="pay-77")
     truth.evaders = {"seller-0b", "seller-0c"}
 
-    # shares: an induced burst from its owner, and ordinary sharing with reshares
-    add(at(40), "account_registered", "shop-1", account_type="personal")
-    start = 6 * day + 50
-    for u in rng.sample(users, 40):
-        add(at(start + rng.uniform(0, 20)), "share", u, item="post-promo", destination="moments", item_owner="shop-1")
-    truth.burst_items = {"post-promo"}
+    # shares: induced bursts tied to their trigger, a fast burst with none, ordinary sharing with reshares
+    for owner in ("shop-1", "shop-2"):
+        add(at(40), "account_registered", owner, account_type="personal")
+
+    def post(minutes: float, owner: str, post_id: str, text: str) -> None:
+        add(at(minutes), "post_created", owner, surface="moments", text=text)
+        events[-1][1]["id"] = post_id
+
+    def burst(start: float, item: str, owner: str) -> None:
+        for u in rng.sample(users, 40):
+            add(at(start + rng.uniform(0, 20)), "share", u, item=item, destination="moments", item_owner=owner)
+
+    post(6 * day - 130, "shop-1", "post-prize", "转发朋友圈即送红包，截图发客服领取")
+    post(6 * day + 20, "shop-1", "post-promo", "新品上市，欢迎选购")
+    burst(6 * day + 50, "post-promo", "shop-1")
+    post(7 * day, "shop-2", "post-unlock", "精彩内容，分享到朋友圈解锁全文")
+    burst(7 * day + 60, "post-unlock", "shop-2")
+    post(3 * day + 600, "u-5", "post-old-prize", "转发抽奖，送三台手机")
+    post(7 * day + 600, "u-5", "post-news", "今天下大雪了，路上小心")
+    burst(7 * day + 620, "post-news", "u-5")
+    truth.burst_items = {"post-promo", "post-unlock"}
+
+    # friend requests: circles among u-0..u-99, two sociable people, one spammer
+    def ask(minutes: float, src: str, dst: str, accepted: bool) -> None:
+        add(at(minutes), "friend_request", src, target=dst)
+        if accepted:
+            add(at(minutes + rng.uniform(5, 120)), "friend_request_answered", dst, target=src, accepted=True)
+
+    friends: dict[str, set[str]] = {u: set() for u in users[:100]}
+    for u in users[:100]:
+        for v in rng.sample(users[:100], 5):
+            if v != u and v not in friends[u]:
+                ask(rng.uniform(day, 3 * day), u, v, True)
+                friends[u].add(v)
+                friends[v].add(u)
+    for n, sociable in enumerate(("u-0", "u-1")):
+        fof = sorted({w for f in friends[sociable] for w in friends[f]} - friends[sociable] - {sociable})
+        for k, v in enumerate(rng.sample(fof, min(35, len(fof)))):
+            ask(5 * day + 60 + rng.uniform(0, 600), sociable, v, k < (30 if n == 0 else 4))
+    add(at(45), "account_registered", "spam-0", account_type="personal")
+    for k, v in enumerate(rng.sample(users[200:], 60)):
+        ask(5 * day + 60 + rng.uniform(0, 600), "spam-0", v, k < 4)
+    truth.friend_spammers = {"spam-0"}
     share_no = 0
     for i in range(60):
         item, prev = f"post-{i}", []

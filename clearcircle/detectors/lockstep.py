@@ -18,6 +18,12 @@ CopyCatch-style, over the `follows` table (src, dst, ts):
    burst cells `min_cell` of its members share. Its score is FRAUDAR's density: the group's follow edges into
    its targets, each weighted 1/ln(followers of the target + 5) (camouflage-resistant column weights),
    divided by (accounts + targets).
+6. Unfollows (`unfollows`: src, dst, ts) do not erase the lockstep: the bursts, the group and its score are
+   judged on the follows as they happened (a bought block undone after the campaign was still bought). What
+   a target is inflated by NOW counts only the followers still following: per target, evidence `bought`
+   (group members in its burst) and `still_following` (those whose latest follow is after their latest
+   unfollow); a target nobody of the group still follows is listed in `undone_targets` and no longer in
+   `targets`. The store scales the target's `graph.follower_fraud` by still_following / bought.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ class LockstepParams:
 
 def detect(engine: Engine, params: LockstepParams | None = None,
            step: Callable[[str], None] = lambda _s: None) -> list[Finding]:
-    """Run over the engine's `follows` table; returns the groups, best score first."""
+    """Run over the engine's `follows` and `unfollows` tables; returns the groups, best score first."""
     p = params or LockstepParams()
     span = engine.rows("SELECT MIN(ts), MAX(ts) FROM follows")[0]
     if span[0] is None:
@@ -98,13 +104,26 @@ def detect(engine: Engine, params: LockstepParams | None = None,
         SELECT m.src, m.dst, m.g, m.k, l.label FROM ls_m m JOIN ls_label l ON m.src = l.node""")
     engine.table("ls_gcell", f"""
         SELECT label, dst, g, k FROM ls_gm GROUP BY label, dst, g, k HAVING COUNT(DISTINCT src) >= {p.min_cell}""")
+    engine.table("ls_edge", """
+        SELECT DISTINCT gm.label, gm.src, gm.dst FROM ls_gm gm
+        JOIN (SELECT DISTINCT label, dst FROM ls_gcell) t ON gm.label = t.label AND gm.dst = t.dst""")
     members = engine.rows("SELECT label, node FROM ls_label")
-    targets = engine.rows("SELECT DISTINCT label, dst FROM ls_gcell")
+    step("still following")
+    targets = engine.rows("""
+        WITH lu AS (SELECT u.src, u.dst, MAX(u.ts) AS ts FROM unfollows u
+                    JOIN (SELECT DISTINCT src, dst FROM ls_edge) e ON u.src = e.src AND u.dst = e.dst
+                    GROUP BY u.src, u.dst),
+        lf AS (SELECT f.src, f.dst, MAX(f.ts) AS ts FROM follows f JOIN lu ON f.src = lu.src AND f.dst = lu.dst
+               GROUP BY f.src, f.dst)
+        SELECT e.label, e.dst, COUNT(*) AS bought,
+               SUM(CASE WHEN lu.ts IS NULL OR lu.ts < lf.ts THEN 1 ELSE 0 END) AS still
+        FROM ls_edge e LEFT JOIN lu ON e.src = lu.src AND e.dst = lu.dst
+        LEFT JOIN lf ON e.src = lf.src AND e.dst = lf.dst
+        GROUP BY e.label, e.dst""")
     dens = engine.rows("""
-        WITH e AS (SELECT DISTINCT gm.label, gm.src, gm.dst FROM ls_gm gm
-                   JOIN (SELECT DISTINCT label, dst FROM ls_gcell) t ON gm.label = t.label AND gm.dst = t.dst),
-        deg AS (SELECT dst, SUM(c) AS n FROM ls_half GROUP BY dst)
-        SELECT e.label, SUM(1.0 / LN(deg.n + 5)), COUNT(*) FROM e JOIN deg ON e.dst = deg.dst GROUP BY e.label""")
+        WITH deg AS (SELECT dst, SUM(c) AS n FROM ls_half GROUP BY dst)
+        SELECT e.label, SUM(1.0 / LN(deg.n + 5)), COUNT(*) FROM ls_edge e JOIN deg ON e.dst = deg.dst
+        GROUP BY e.label""")
     return _findings(members, targets, dens, p)
 
 
@@ -142,16 +161,22 @@ def _findings(members: list[tuple], targets: list[tuple], dens: list[tuple], p: 
     accounts: dict[object, list[object]] = defaultdict(list)
     for label, node in members:
         accounts[label].append(node)
-    inflated: dict[object, list[object]] = defaultdict(list)
-    for label, dst in targets:
-        inflated[label].append(dst)
+    burst: dict[object, dict[str, tuple[int, int]]] = defaultdict(dict)
+    for label, dst, bought, still in targets:
+        burst[label][str(dst)] = (int(bought), int(still))
     weight = {label: (w, n) for label, w, n in dens}
     out = []
     for label, accs in accounts.items():
-        if len(accs) < p.min_group or label not in inflated:
+        if len(accs) < p.min_group or label not in burst:
             continue
+        cells = burst[label]
         w, edges = weight.get(label, (0.0, 0))
-        score = float(w) / (len(accs) + len(inflated[label]))
-        out.append(make(NAME, accs, inflated[label], score, n_accounts=len(accs), n_targets=len(inflated[label]),
-                        edges=int(edges), window_ms=p.window_ms))
+        score = float(w) / (len(accs) + len(cells))
+        # the lockstep stays evidence; only targets some of the group still follows are inflated now
+        inflated = [t for t, (_b, still) in cells.items() if still > 0]
+        out.append(make(NAME, accs, inflated, score, n_accounts=len(accs), n_targets=len(cells),
+                        edges=int(edges), window_ms=p.window_ms,
+                        bought={t: b for t, (b, _s) in sorted(cells.items())},
+                        still_following={t: s for t, (_b, s) in sorted(cells.items())},
+                        undone_targets=sorted(t for t, (_b, s) in cells.items() if s == 0)))
     return ranked(out)

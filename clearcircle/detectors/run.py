@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from clearcircle.detectors import evasion, lockstep, mlm, shares
+from clearcircle.detectors import evasion, friend_spam, lockstep, mlm, shares
 from clearcircle.detectors.engine import Engine
 from clearcircle.detectors.finding import Finding
 
@@ -20,10 +20,11 @@ class Detector:
 
 
 DETECTORS: dict[str, Detector] = {d.name: d for d in (
-    Detector(lockstep.NAME, "S3", ("follows",), lockstep.detect),
+    Detector(lockstep.NAME, "S3", ("follows", "unfollows"), lockstep.detect),
     Detector(mlm.NAME, "S4", ("referrals",), mlm.detect),
     Detector(evasion.NAME, "S13", ("links", "accounts"), evasion.detect),
-    Detector(shares.NAME, "S2", ("shares",), shares.detect),
+    Detector(shares.NAME, "S2", ("shares", "posts"), shares.detect),
+    Detector(friend_spam.NAME, "S7", ("friend_requests",), friend_spam.detect),
 )}
 
 

@@ -289,12 +289,28 @@ class MerchantBook:
 
     def __init__(self) -> None:
         self.records: dict[str, MerchantRecord] = {}
+        self._absent: set[str] = set()  # accounts known to have no record
 
-    def load(self, conn: Connection, accounts: Iterable[str]) -> None:
-        self.records = load(conn, accounts)
+    def load(self, conn: Connection, accounts: Iterable[str], keep: bool = False) -> None:
+        """`keep`: no other writer since the last load (the unit's working set is reused), so the records
+        already read are still current and only accounts not seen yet are read."""
+        wanted = set(accounts)
+        if keep:
+            wanted -= self.records.keys() | self._absent
+        else:
+            self.records, self._absent = {}, set()
+        if wanted:
+            found = load(conn, wanted)
+            self.records.update(found)
+            self._absent |= wanted - found.keys()
 
     def get(self, account: str) -> MerchantRecord | None:
         return self.records.get(account)
+
+    def remember(self, record: MerchantRecord) -> None:
+        """A record the batch itself wrote."""
+        self.records[record.account] = record
+        self._absent.discard(record.account)
 
 
 def record_facts(uow: UnitOfWork, event: Event, at_ms: int, book: MerchantBook) -> None:
@@ -310,7 +326,7 @@ def record_facts(uow: UnitOfWork, event: Event, at_ms: int, book: MerchantBook) 
             add_history(uow.conn, step.record, step.step, at_ms, "event", step.detail)
             uow.add_audit(at_ms, f"merchant_{step.step}", event.actor,
                           _dumps({"event_id": event.id, "status": step.record.status, **step.detail}))
-            book.records[event.actor] = step.record
+            book.remember(step.record)
     record = book.get(event.actor)
     if record is None:
         return

@@ -11,6 +11,7 @@ changes are audited like the pipeline's (`state_change`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +22,10 @@ from sqlalchemy.exc import IntegrityError
 from clearcircle.enforcement.enforce import reverse
 from clearcircle.review.errors import Conflict, NotFound, ReviewError
 from clearcircle.review.labels import add_labels, decision_payload
+from clearcircle.review.reputation import overturn_judgement, reporters_judged_by
 from clearcircle.store import tables as t
 from clearcircle.store.repository import Store, now_ms
-from clearcircle.store.unit import append_audit, dumps
+from clearcircle.store.unit import UnitOfWork, append_audit, dumps
 
 if TYPE_CHECKING:
     from clearcircle.service import Service
@@ -108,7 +110,7 @@ def _file(store: Store, account: str, event_id: str, statement: str, by: str) ->
 
 
 def get_appeal(store: Store, appeal_id: int) -> Appeal:
-    with store.engine.connect() as conn:
+    with store.reads.connect() as conn:
         row = conn.execute(select(t.appeals).where(t.appeals.c.id == appeal_id)).first()
     if row is None:
         raise NotFound(f"no appeal {appeal_id}")
@@ -126,7 +128,7 @@ def list_appeals(store: Store, status: str | None = "open", account: str | None 
         query = query.where(c.status == status)
     if account is not None:
         query = query.where(c.account == account)
-    with store.engine.connect() as conn:
+    with store.reads.connect() as conn:
         return [Appeal.from_row(r) for r in conn.execute(query)]
 
 
@@ -157,15 +159,36 @@ def decide_appeal(service: Service, appeal_id: int, decision: str, reason: str, 
         # the appeal upholds or overturns the rules behind the action (a ladder step is the ladder's)
         add_labels(conn, [("rule", r) for r in rules], status, at, by, appeal_id=appeal_id)
         changes: list[dict[str, Any]] = []
+        corrected: list[str] = []
         if decision == "overturn":
             for change in reverse(uow.touch(row.account), row.event_id, f"appeal:{appeal_id}",
                                   service.pack.settings):
                 entry = {"event_id": f"appeal:{appeal_id}", **change.model_dump(mode="json")}
                 uow.add_audit(at, "state_change", change.account, dumps(entry))
                 changes.append(entry)
+            corrected = _correct_reporters(uow, row.event_id)
         conn.execute(update(t.appeals).where(t.appeals.c.id == appeal_id).values(
             status=status, decided_by=by, decided_ms=at, reason=reason, changes=dumps(changes)))
         uow.add_audit(at, "appeal_decided", row.account, dumps(
             {"appeal_id": appeal_id, "event_id": row.event_id, "decision": decision, "reason": reason, "by": by,
-             "rules": rules, "reversed": [c["detail"]["changed"] for c in changes]}))
+             "rules": rules, "reversed": [c["detail"]["changed"] for c in changes],
+             **({"reporters_corrected": corrected} if corrected else {})}))
     return get_appeal(service.store, appeal_id), True
+
+
+_CASE_MEASURE = re.compile(r"case-(\d+)-[a-z_]+")  # review.queue's id for an upheld case's measure
+
+
+def _correct_reporters(uow: UnitOfWork, event_id: str) -> list[str]:
+    """If the overturned action was the measure of an upheld case, the reporters that case judged upheld
+    get the overturn counted instead (reputation.overturn_judgement)."""
+    found = _CASE_MEASURE.fullmatch(event_id)
+    if found is None:
+        return []
+    case = uow.conn.execute(select(t.cases.c.account, t.cases.c.decision)
+                            .where(t.cases.c.id == int(found.group(1)))).first()
+    if case is None or case.decision != "uphold":
+        return []
+    target = uow.touch(case.account)
+    reporters = {who: uow.touch(who) for who in reporters_judged_by(target, int(found.group(1)))}
+    return overturn_judgement(target, reporters, int(found.group(1)))

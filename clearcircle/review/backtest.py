@@ -103,7 +103,7 @@ def candidate_pack(baseline: Pack, changed: Pack, rule_id: str) -> Pack:
 
 def _seed(store: Store, scratch: Store) -> None:
     """Copy what events do not rebuild into the throwaway store."""
-    with store.engine.connect() as src, scratch.engine.begin() as dst:
+    with store.reads.connect() as src, scratch.engine.begin() as dst:
         for name in COPIED_TABLES:
             table = t.metadata.tables[name]
             rows = [dict(r._mapping) for r in src.execute(select(table))]
@@ -128,7 +128,7 @@ def _stored_events(store: Store, from_ms: int | None) -> Any:
         query = select(e.seq, e.id, e.type, e.actor, e.occurred_ms, e.payload).where(e.seq > last)
         if from_ms is not None:
             query = query.where(e.occurred_ms >= from_ms)
-        with store.engine.connect() as conn:
+        with store.reads.connect() as conn:
             rows = conn.execute(query.order_by(e.seq).limit(BATCH)).all()
         if not rows:
             return
@@ -137,7 +137,7 @@ def _stored_events(store: Store, from_ms: int | None) -> Any:
 
 
 def _old(store: Store, event_ids: list[str]) -> dict[str, dict[str, Any]]:
-    with store.engine.connect() as conn:
+    with store.reads.connect() as conn:
         rows = conn.execute(select(t.decisions.c.event_id, t.decisions.c.payload)
                             .where(t.decisions.c.event_id.in_(event_ids))).all()
     return {r.event_id: orjson.loads(r.payload) for r in rows}

@@ -150,14 +150,14 @@ def list_cases(store: Store, settings: PackSettings, *, status: tuple[str, ...] 
     if claimed_by is not None:
         query = query.where(c.claimed_by == claimed_by)
     at = now_ms() if at_ms is None else at_ms
-    with store.engine.connect() as conn:
+    with store.reads.connect() as conn:
         cases = _cases(conn, conn.execute(query).all(), settings, at)
     cases.sort(key=lambda k: (-k.priority, k.created_ms, k.id))
     return cases[offset:offset + limit]
 
 
 def get_case(store: Store, settings: PackSettings, case_id: int, at_ms: int | None = None) -> Case:
-    with store.engine.connect() as conn:
+    with store.reads.connect() as conn:
         row = conn.execute(select(t.cases).where(t.cases.c.id == case_id)).first()
         if row is None:
             raise NotFound(f"no case {case_id}")
@@ -169,7 +169,7 @@ def case_detail(store: Store, settings: PackSettings, case_id: int) -> dict[str,
     account's state now, the reports and complaints standing against it, the case's labels, other cases."""
     case = get_case(store, settings, case_id)
     at = now_ms()
-    with store.engine.connect() as conn:
+    with store.reads.connect() as conn:
         event = conn.execute(select(t.events.c.payload).where(t.events.c.id == case.event_id)).scalar_one_or_none()
         decision = decision_payload(conn, case.event_id)
         labels = labels_of(conn, case_id=case_id)

@@ -115,6 +115,28 @@ def judge_reports(target: AccountState, reporters: dict[str, AccountState], case
     return sorted(set(judged))
 
 
+def reporters_judged_by(target: AccountState, case_id: int) -> list[str]:
+    """Accounts whose report or complaint of the target was judged by the case."""
+    return sorted({who for kind in ("reports", "complaints") for who, m in getattr(target, kind).items()
+                   if m.judged == case_id})
+
+
+def overturn_judgement(target: AccountState, reporters: dict[str, AccountState], case_id: int) -> list[str]:
+    """An upheld case's measure was overturned on appeal: the reports it counted as upheld were wrong after
+    all, so each judged reporter's record moves one from upheld to overturned (S14/S15: reputation follows
+    the final outcome, not the first one). Returns the reporters corrected."""
+    corrected = []
+    for who in reporters_judged_by(target, case_id):
+        record = reporters[who].reporting if who in reporters else None
+        if record is None or record.upheld <= 0:
+            continue
+        record.upheld -= 1
+        record.overturned += 1
+        reporters[who].reporting = record
+        corrected.append(who)
+    return corrected
+
+
 def pending_reporters(target: AccountState, since_ms: int, until_ms: int) -> list[str]:
     """Accounts whose unjudged report or complaint of the target was filed in [since_ms, until_ms]."""
     out = {who for kind in ("reports", "complaints") for who, m in getattr(target, kind).items()

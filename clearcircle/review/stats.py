@@ -51,7 +51,7 @@ def stored_hits(store: Store, since_ms: int | None = None, until_ms: int | None 
             query = query.where(d.occurred_ms >= since_ms)
         if until_ms is not None:
             query = query.where(d.occurred_ms < until_ms)
-        with store.engine.connect() as conn:
+        with store.reads.connect() as conn:
             rows = conn.execute(query).all()
         if not rows:
             break
@@ -71,7 +71,7 @@ def stored_hits(store: Store, since_ms: int | None = None, until_ms: int | None 
 
 def precision_by_rule(store: Store) -> dict[str, LabelCounts]:
     """rule (or detector) -> its moderator labels, enforce-mode and shadow-mode labels together."""
-    with store.engine.connect() as conn:
+    with store.reads.connect() as conn:
         return label_counts(conn)
 
 

@@ -232,7 +232,7 @@ def transparency_report(store: Store, pack: Pack, month: str) -> TransparencyRep
     d = t.decisions.c
     last = ""
     while True:
-        with store.engine.connect() as conn:
+        with store.reads.connect() as conn:
             rows = conn.execute(select(d.event_id, d.verdict, d.subject, d.occurred_ms, d.decided_ms, d.payload)
                                 .where(d.occurred_ms >= start, d.occurred_ms < end, d.event_id > last)
                                 .order_by(d.event_id).limit(_PAGE)).all()
@@ -279,7 +279,7 @@ def _rule_action(pack: Pack, rule_id: str) -> str | None:
 def _account_types(store: Store, accounts: set[str]) -> dict[str, str | None]:
     ids = sorted(accounts)
     out: dict[str, str | None] = {}
-    with store.engine.connect() as conn:
+    with store.reads.connect() as conn:
         for i in range(0, len(ids), 500):
             for r in conn.execute(select(t.accounts.c.id, t.accounts.c.account_type)
                                   .where(t.accounts.c.id.in_(ids[i:i + 500]))):
@@ -289,7 +289,7 @@ def _account_types(store: Store, accounts: set[str]) -> dict[str, str | None]:
 
 def _appeals_and_cases(store: Store, report: TransparencyReport, start: int, end: int) -> None:
     a, c, d = t.appeals.c, t.cases.c, t.decisions.c
-    with store.engine.connect() as conn:
+    with store.reads.connect() as conn:
         # appeals of the month's actions (by when the appealed event occurred), however late they were filed
         filed = dict(conn.execute(select(a.status, func.count()).select_from(
             t.appeals.join(t.decisions, d.event_id == a.event_id)).where(

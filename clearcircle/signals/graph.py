@@ -1,4 +1,4 @@
-"""Signals from the batch graph detectors (S2, S3, S4, S13): the latest `clearcircle detect` run, read live.
+"""Signals from the batch graph detectors (S2, S3, S4, S7, S13): the latest `clearcircle detect` run, read live.
 
 The pipeline keeps one `GraphBook` and refreshes it once a batch (one query: the latest finished run; the
 run's rows are read again only when a newer run appears), and hands it to each event's context (`attach`),
@@ -92,6 +92,13 @@ def _mlm_member(ctx: SignalContext) -> bool:
         description="S2: the shared or liked item was found in an induced-share burst")
 def _share_burst_item(ctx: SignalContext) -> bool:
     return "share_burst.item" in _facts(ctx, ctx.event.body.item)
+
+
+@signal("graph.friend_spam", version=1, reads=("friend_request",), type=float,
+        description="S7: one-way friend requests to strangers in the actor's latest batch finding of "
+                    "friend-request spam (0: none)")
+def _friend_spam(ctx: SignalContext) -> float:
+    return float(_facts(ctx).get("friend_spam.member", 0.0))
 
 
 @signal("graph.evasion_of", version=1, type=str,

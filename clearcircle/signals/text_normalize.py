@@ -40,8 +40,10 @@ lexicon matches them as extra spellings of its terms (`variants.key_word_aliases
 this map stays one-to-one.
 
 Speed: the per-character work runs in C (`str.translate` over cached tables, `itertools.compress`, regex
-over the text); Python only loops over the rare long separator runs, the separators at the ends, plus signs
-and hearts, and repeats. The OpenCC table is built once per process (about 30 ms) and then costs nothing.
+over the text); Python only loops over the rare long separator runs, invisible characters among the
+separators at the ends, plus signs and hearts, and repeats. The OpenCC table is built once per process (about
+30 ms) and then costs nothing. `normalize_text` runs the same steps without collecting offsets, for readers
+that need only the text (the classifier): about 1.4x faster.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from typing import Final
 
 from clearcircle.signals import variants as _variants
 
-__all__ = ["DEFAULT_NORMALIZER", "DROP", "SEP", "WORD", "Normalized", "Normalizer", "normalize"]
+__all__ = ["DEFAULT_NORMALIZER", "DROP", "SEP", "WORD", "Normalized", "Normalizer", "normalize", "normalize_text"]
 
 WORD: Final = "w"
 SEP: Final = "s"
@@ -256,27 +258,45 @@ class Normalizer:
 
     def normalize(self, text: str) -> Normalized:
         """Normalise `text`; see the module docstring for the steps."""
+        out, offsets = self._run(text, True)
+        return Normalized(out, offsets, text)
+
+    def normalize_text(self, text: str) -> str:
+        """`normalize(text).text` without building the offset map.
+
+        For readers that never show evidence: the classifier scores every post and needs only the text, and
+        the map (a tuple the length of the text, plus the dataclass) is about a third of the normaliser's time.
+        Same steps, same code: `normalize` and this differ only in whether offsets are collected.
+        """
+        return self._run(text, False)[0]
+
+    def _run(self, text: str, with_offsets: bool) -> tuple[str, tuple[int, ...]]:
+        """The steps of the module docstring; offsets are () when `with_offsets` is false."""
         n = len(text)
         marked = text.translate(self._fold)
         if _CUE in marked:
             marked = self._contact_symbols(text, marked)
+        offsets: tuple[int, ...] = ()
         if _DROPPED not in marked and _SEPARATOR not in marked:
-            out, offsets = marked, tuple(range(n))
+            out = marked
+            if with_offsets:
+                offsets = tuple(range(n))
         else:
             core = marked.strip(_SENTINELS)  # from the first to the last word character
             lead = n - len(marked.lstrip(_SENTINELS)) if core else n
             end = lead + len(core)
-            out, offsets = self._core(core, lead) if core else ("", ())
+            out, offsets = self._core(core, lead, with_offsets) if core else ("", ())
             if lead or end < n:
                 left, left_offsets = self._edge(text, marked, 0, lead)
                 right, right_offsets = self._edge(text, marked, end, n)
                 out = left + out + right
-                offsets = left_offsets + offsets + right_offsets
+                if with_offsets:
+                    offsets = left_offsets + offsets + right_offsets
         if self._numeral_run is not None and self._numeral_run.search(out) is not None:
             out = self._numeral_run.sub(self._digits, out)  # same length: offsets unchanged
         if self._repeat.search(out) is not None:
-            out, offsets = self._collapse_repeats(out, offsets)
-        return Normalized(out, offsets, text)
+            out, offsets = self._collapse_repeats(out, offsets, with_offsets)
+        return out, offsets
 
     def _digits(self, run: re.Match[str]) -> str:
         return run.group().translate(self._numerals)
@@ -316,7 +336,7 @@ class Normalizer:
             i = marked.find(_CUE, i + 1)
         return "".join(chars)
 
-    def _core(self, core: str, base: int) -> tuple[str, tuple[int, ...]]:
+    def _core(self, core: str, base: int, with_offsets: bool = True) -> tuple[str, tuple[int, ...]]:
         """Step 4 between the first and last word character, where every separator run has words around it."""
         end = base + len(core)
         if self._long_sep in core.replace(_DROPPED, ""):  # some run is too long: one space stands for it
@@ -327,14 +347,18 @@ class Normalizer:
                 first = kinds.index(SEP, m.start())
                 sel[first] = 1
                 src[first] = " "
-            return "".join(compress(src, sel)), tuple(compress(range(base, end), sel))
+            return "".join(compress(src, sel)), tuple(compress(range(base, end), sel)) if with_offsets else ()
         # Common case, all in C: every run is short, so every non-word character goes.
         out = core.replace(_DROPPED, "").replace(_SEPARATOR, "")
+        if not with_offsets:
+            return out, ()
         keep = memoryview(core.replace(_SEPARATOR, _DROPPED).encode("utf-32-le")).cast("I")
         return out, tuple(compress(range(base, end), keep))
 
     def _edge(self, text: str, marked: str, start: int, end: int) -> tuple[str, tuple[int, ...]]:
         """Separators before the first or after the last word character are not between words: kept."""
+        if _DROPPED not in marked[start:end]:  # the usual edge (a full stop, an emoji): all separators, in C
+            return text[start:end].translate(self._view), tuple(range(start, end))
         kept = [i for i in range(start, end) if marked[i] == _SEPARATOR]
         return "".join(self._fold_separator(text[i]) for i in kept), tuple(kept)
 
@@ -346,11 +370,12 @@ class Normalizer:
                 self._separators[ch] = folded
         return folded
 
-    def _collapse_repeats(self, out: str, offsets: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
+    def _collapse_repeats(self, out: str, offsets: tuple[int, ...],
+                          with_offsets: bool = True) -> tuple[str, tuple[int, ...]]:
         keep = bytearray(b"\x01") * len(out)
         for m in self._repeat.finditer(out):
             keep[m.start() + self.max_repeat : m.end()] = bytes(m.end() - m.start() - self.max_repeat)
-        return "".join(compress(out, keep)), tuple(compress(offsets, keep))
+        return "".join(compress(out, keep)), tuple(compress(offsets, keep)) if with_offsets else ()
 
 
 DEFAULT_NORMALIZER: Final = Normalizer()
@@ -359,3 +384,8 @@ DEFAULT_NORMALIZER: Final = Normalizer()
 def normalize(text: str) -> Normalized:
     """Normalise `text` with the default settings (standard variant tables, gap 3, repeat 3)."""
     return DEFAULT_NORMALIZER.normalize(text)
+
+
+def normalize_text(text: str) -> str:
+    """`normalize(text).text`, without the offset map (see `Normalizer.normalize_text`)."""
+    return DEFAULT_NORMALIZER.normalize_text(text)

@@ -18,6 +18,15 @@ class StoreError(RuntimeError):
     """The store cannot be used as asked (bad URL, schema not migrated, unreachable server)."""
 
 
+_READ_ONLY = "clearcircle_read_only"
+
+
+def reads(engine: Engine) -> Engine:
+    """The same engine for read-only work: on SQLite its transactions do not take the write lock, so an API
+    key check or a console page never queues behind (or holds up) the pipeline's write transaction."""
+    return engine.execution_options(**{_READ_ONLY: True})
+
+
 def make_engine(url: str) -> Engine:
     """An engine for the URL; SQLite gets WAL, a busy timeout and NORMAL sync, which WAL makes safe."""
     try:
@@ -34,14 +43,17 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache: the hot indexes stay in memory
+            # 16 MiB page cache a connection: the hot index pages stay in memory (the OS caches the rest of the
+            # file); larger, every pooled connection's cache grows with the database and a server's memory with it
+            cur.execute("PRAGMA cache_size=-16384")
             cur.execute("PRAGMA temp_store=MEMORY")
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _begin_immediate(conn) -> None:  # noqa: ANN001
-            # take the write lock up front so two writers queue instead of failing mid-transaction
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        def _begin(conn) -> None:  # noqa: ANN001
+            # writers take the write lock up front so two of them queue instead of failing mid-transaction;
+            # readers (see `reads`) take a snapshot and never wait for a writer (WAL)
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
     if parsed.get_backend_name() == "postgresql":

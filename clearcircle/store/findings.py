@@ -32,8 +32,9 @@ LABELS: dict[str, dict[str, str]] = {
     "mlm": {"member": "mlm_participant", "organiser": "mlm_organiser"},
     "evasion": {"evader": "ban_evasion"},
     "share_burst": {"member": "induced_share_burst"},
+    "friend_spam": {"member": "friend_spam"},
 }
-SEVERITY = {"lockstep": 3, "mlm": 4, "evasion": 4, "share_burst": 3}
+SEVERITY = {"lockstep": 3, "mlm": 4, "evasion": 4, "share_burst": 3, "friend_spam": 2}
 
 
 @dataclass(frozen=True)
@@ -42,13 +43,18 @@ class Role:
     role: str
     value: str | None = None
     at_ms: int | None = None
+    score: float | None = None  # this account's own score, when not the finding's (None: the finding's)
 
 
 def roles_of(f: Finding) -> list[Role]:
     """The accounts a finding names and in what role."""
     ev = f.evidence
     if f.detector == "lockstep":
-        return [Role(a, "member") for a in f.accounts] + [Role(x, "target") for x in f.targets]
+        # a target's inflation counts only the bought followers still following it (unfollows, S3)
+        bought, still = ev.get("bought", {}), ev.get("still_following", {})
+        return [Role(a, "member") for a in f.accounts] + [
+            Role(x, "target", score=f.score * still[x] / bought[x] if bought.get(x) and x in still else None)
+            for x in f.targets]
     if f.detector == "mlm":
         return [Role(a, "member") for a in f.accounts] + [Role(o, "organiser") for o in ev.get("organisers", [])]
     if f.detector == "evasion":
@@ -108,10 +114,13 @@ def persist(store: Store, findings: Iterable[Finding], settings: PackSettings, *
             if roles:
                 conn.execute(insert(t.finding_accounts), [
                     {"finding_id": fid, "account": r.account, "role": r.role, "run_id": run_id,
-                     "detector": f.detector, "value": r.value, "at_ms": r.at_ms, "score": f.score} for r in roles])
+                     "detector": f.detector, "value": r.value, "at_ms": r.at_ms,
+                     "score": f.score if r.score is None else r.score} for r in roles])
             c, n = _consequences(uow, f, fid, roles, settings, at_ms)
             cases, labels = cases + c, labels + n
         conn.execute(update(t.detector_runs).where(t.detector_runs.c.id == run_id).values(finished_ms=at_ms))
+        # the run itself is audited: a new run changes what the real-time signals read even with no findings
+        uow.add_audit(at_ms, "detector_run", f"run:{run_id}", dumps({"engine": engine, "findings": summary}))
     return Persisted(run_id, len(findings), cases, labels)
 
 

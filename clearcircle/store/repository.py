@@ -20,8 +20,9 @@ from clearcircle.enforcement.state import AccountState
 from clearcircle.merchants import registry as merchant_registry
 from clearcircle.merchants.registry import MerchantRecord
 from clearcircle.store import tables as t
-from clearcircle.store.db import StoreError, check_current, make_engine, upgrade
-from clearcircle.store.unit import SQL_HITS, HitStore, UnitOfWork, WorkingSet, append_audit, dumps, read_head
+from clearcircle.store.db import StoreError, check_current, make_engine, reads, upgrade
+from clearcircle.store.driver import Driver
+from clearcircle.store.unit import SQL_HITS, HitStore, UnitOfWork, WorkingSet, append_audit, dumps, lock_head
 
 if TYPE_CHECKING:
     from clearcircle.store.redis_counters import RedisHits
@@ -66,6 +67,7 @@ class Store:
         """`redis_url`: keep counter hits in Redis (store.redis_counters) instead of the counter_hits table."""
         self.url = url
         self.engine = make_engine(url)
+        self.reads = reads(self.engine)  # read-only transactions (no write lock on SQLite)
         self.hits: HitStore = SQL_HITS
         self.redis: RedisHits | None = None
         if redis_url:
@@ -99,10 +101,12 @@ class Store:
         ws = ws or WorkingSet()
         try:
             with self.engine.begin() as conn:
-                start = read_head(conn)
-                if ws.head is None or ws.head != start or ws.too_big():
+                head = lock_head(conn)
+                start = head[1]
+                reused = not (ws.head is None or ws.head != start or ws.too_big())
+                if not reused:
                     ws.reset()
-                uow = UnitOfWork(conn, ws, self.hits)
+                uow = UnitOfWork(conn, ws, self.hits, head=head, reused=reused)
                 yield uow
                 before, after = uow.flush(now_ms())
             ws.head = after if before == start else None
@@ -113,20 +117,20 @@ class Store:
 
     # -- reads --------------------------------------------------------------------------------------
     def decision(self, event_id: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             payload = conn.execute(
                 select(t.decisions.c.payload).where(t.decisions.c.event_id == event_id)
             ).scalar_one_or_none()
         return None if payload is None else orjson.loads(payload)
 
     def account_state(self, account_id: str) -> AccountState | None:
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             raw = conn.execute(select(t.accounts.c.state).where(t.accounts.c.id == account_id)).scalar_one_or_none()
         return None if raw is None else AccountState.model_validate_json(raw)
 
     def account_history(self, account_id: str, limit: int = 100) -> dict[str, list[dict[str, Any]]]:
         """Decisions about the account and the state changes made to it, newest first."""
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             changes = conn.execute(
                 select(t.audit.c.seq, t.audit.c.at_ms, t.audit.c.kind, t.audit.c.payload)
                 .where(t.audit.c.subject == account_id)
@@ -143,7 +147,7 @@ class Store:
         }
 
     def counts(self) -> dict[str, int]:
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             return {
                 name: conn.execute(select(func.count()).select_from(table)).scalar_one()
                 for name, table in (("events", t.events), ("decisions", t.decisions), ("accounts", t.accounts),
@@ -151,7 +155,7 @@ class Store:
             }
 
     def verdict_counts(self) -> dict[str, int]:
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             rows = conn.execute(select(t.decisions.c.verdict, func.count()).group_by(t.decisions.c.verdict))
             return {r[0]: r[1] for r in rows}
 
@@ -159,7 +163,7 @@ class Store:
         """Every audit row in sequence order, streamed in pages."""
         last = 0
         while True:
-            with self.engine.connect() as conn:
+            with self.reads.connect() as conn:
                 rows = conn.execute(
                     select(t.audit).where(t.audit.c.seq > last).order_by(t.audit.c.seq).limit(batch)
                 ).all()
@@ -173,7 +177,7 @@ class Store:
         """(event id, stored payload) of every decision, for `audit verify`."""
         last = ""
         while True:
-            with self.engine.connect() as conn:
+            with self.reads.connect() as conn:
                 rows = conn.execute(
                     select(t.decisions.c.event_id, t.decisions.c.payload).where(t.decisions.c.event_id > last)
                     .order_by(t.decisions.c.event_id).limit(batch)
@@ -192,7 +196,7 @@ class Store:
         if self.redis is not None:
             return self.redis.count(key, name, since_ms, until_ms, distinct)
         column = func.count(func.distinct(t.counter_hits.c.member)) if distinct else func.count()
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             return conn.execute(
                 select(column).select_from(t.counter_hits).where(
                     t.counter_hits.c.key == key, t.counter_hits.c.name == name,
@@ -200,7 +204,7 @@ class Store:
             ).scalar_one()
 
     def audit_head(self) -> tuple[int, str] | None:
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             row = conn.execute(select(t.audit_head.c.seq, t.audit_head.c.hash).where(t.audit_head.c.id == 1)).first()
         return None if row is None else (row.seq, row.hash)
 
@@ -228,7 +232,7 @@ class Store:
         return key, secret
 
     def list_keys(self) -> list[ApiKey]:
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             rows = conn.execute(select(t.api_keys).order_by(t.api_keys.c.created_ms)).all()
         return [ApiKey(r.id, r.role, r.name, r.created_ms, r.revoked_ms) for r in rows]
 
@@ -244,19 +248,24 @@ class Store:
         return bool(done)
 
     def key_role(self, secret: str) -> str | None:
-        """The role of an active key, or None (unknown or revoked)."""
-        with self.engine.connect() as conn:
-            return conn.execute(
-                select(t.api_keys.c.role).where(t.api_keys.c.key_hash == self._key_hash(secret),
-                                                t.api_keys.c.active.is_(True))
-            ).scalar_one_or_none()
+        """The role of an active key, or None (unknown or revoked). Read on every request, never cached (a
+        revoked key stops at once, whichever process revoked it): one indexed look-up through the driver."""
+        with self.reads.connect() as conn:
+            row = Driver(conn).one("SELECT role FROM api_keys WHERE key_hash = ? AND active = ?",
+                                   [self._key_hash(secret), True])
+        return None if row is None else str(row[0])
+
+    @property
+    def blocking_reads_are_cheap(self) -> bool:
+        """SQLite reads are local and take microseconds: the API runs them on the event loop, not a thread."""
+        return self.engine.dialect.name == "sqlite"
 
     # -- merchant registry (S10) ----------------------------------------------------------------------------------
     # The steps themselves (states, transitions, validation) are clearcircle.merchants.registry's; the store runs
     # each in one transaction with its history row and its audit entry.
 
     def merchant(self, account: str) -> MerchantRecord | None:
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             return merchant_registry.get(conn, account)
 
     def merchant_list(self, state: str | None = None, at_ms: int | None = None, limit: int = 100,
@@ -267,14 +276,14 @@ class Store:
         if state is not None:
             stored = "verified" if state == "expired" else state
             query = query.where(t.merchants.c.status == stored)
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             records = [merchant_registry.MerchantRecord.from_row(r) for r in conn.execute(query)]
         if state is not None:
             records = [r for r in records if r.state_at(at_ms) == state]
         return records[offset : offset + limit]
 
     def merchant_history(self, account: str) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             return merchant_registry.history(conn, account)
 
     def merchant_apply(self, account: str, company_name: str, credit_code: str, food_licence: str | None,
@@ -323,17 +332,17 @@ class Store:
     # and an audit entry per change. The pipeline reads them through CampaignRows.
 
     def campaign(self, name: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             row = conn.execute(select(t.campaigns).where(t.campaigns.c.name == name)).first()
         return None if row is None else _campaign(row)
 
     def campaign_list(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             rows = conn.execute(select(t.campaigns).order_by(t.campaigns.c.starts_ms, t.campaigns.c.name)).all()
         return [_campaign(r) for r in rows]
 
     def campaign_history(self, name: str) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             rows = conn.execute(select(t.campaign_history).where(t.campaign_history.c.name == name)
                                 .order_by(t.campaign_history.c.seq)).all()
         return [{"seq": r.seq, "at_ms": r.at_ms, "change": r.change, "revision": r.revision, "by": r.by,
@@ -396,6 +405,36 @@ class Store:
             saved = conn.execute(select(t.campaigns).where(t.campaigns.c.name == name)).first()
         return _campaign(saved), True
 
+    # -- published policy packs (issue 10) ---------------------------------------------------------------------------
+    # The pack arrives validated (policy.published.read_pack / the API's pack files); every worker's pipeline reads
+    # the newest through PublishedPacks at its next batch (policy.published.PackBook).
+
+    def publish_pack(self, name: str, version: str, files: dict[str, str], by: str) -> tuple[int, bool]:
+        """Make a validated pack the one every worker decides with, with an audit entry. Returns (seq, published):
+        publishing the version already in force adds nothing (False); an older version again is a rollback."""
+        at = now_ms()
+        with self.engine.begin() as conn:
+            lock_head(conn)  # publishers (and batches) serialise on the audit head: seq order is commit order
+            newest = PublishedPacks(conn).newest()
+            if newest is not None and newest[1] == version:
+                return newest[0], False
+            seq = conn.execute(t.published_packs.insert().values(
+                version=version, name=name, files=dumps(files), published_ms=at, by=by)).inserted_primary_key[0]
+            append_audit(conn, [(at, "pack_published", f"pack:{version}",
+                                 dumps({"seq": seq, "name": name, "by": by, "files": sorted(files)}))])
+        return seq, True
+
+    def published_pack(self, seq: int | None = None) -> dict[str, Any] | None:
+        """The newest published pack (or publication `seq`) with its files; None when there is none."""
+        query = select(t.published_packs)
+        query = query.where(t.published_packs.c.seq == seq) if seq is not None else query.order_by(
+            desc(t.published_packs.c.seq)).limit(1)
+        with self.reads.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else {"seq": row.seq, "version": row.version, "name": row.name,
+                                         "files": orjson.loads(row.files), "published_ms": row.published_ms,
+                                         "by": row.by}
+
 
 class CampaignConflict(ValueError):
     """A campaign change the stored campaigns do not allow (HTTP 409; `missing`: 404)."""
@@ -427,3 +466,20 @@ class CampaignRows:
     def rows(self) -> list[dict[str, Any]]:
         return [{"spec": orjson.loads(r.spec), "created_ms": r.created_ms, "ended_ms": r.ended_ms}
                 for r in self.conn.execute(select(t.campaigns).order_by(t.campaigns.c.name))]
+
+
+class PublishedPacks:
+    """The newest published pack, read on the given connection (a batch's own, or a read): the PackSource of
+    policy.published.PackBook. One indexed row per batch; the files only when the newest changed."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def newest(self) -> tuple[int, str] | None:
+        row = self.conn.execute(select(t.published_packs.c.seq, t.published_packs.c.version)
+                                .order_by(desc(t.published_packs.c.seq)).limit(1)).first()
+        return None if row is None else (row.seq, row.version)
+
+    def files(self, seq: int) -> dict[str, str]:
+        return orjson.loads(self.conn.execute(select(t.published_packs.c.files)
+                                              .where(t.published_packs.c.seq == seq)).scalar_one())

@@ -263,3 +263,18 @@ finding_accounts = Table(
     Column("score", Float, nullable=False),
 )
 Index("ix_finding_accounts_run", finding_accounts.c.run_id, finding_accounts.c.account)
+
+# --- published policy packs (issue 10; migration 0005) -----------------------------------------------------
+
+# Every publication of a pack, append-only; the row with the highest seq is the pack in force for every worker
+# (clearcircle/policy/published.py). Publishing an older version again adds a row: that is a rollback.
+published_packs = Table(
+    "published_packs",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("version", String(80), nullable=False),  # the pack's content hash (sha256:...), as in decisions
+    Column("name", String(200), nullable=False),
+    Column("files", Text, nullable=False),  # JSON {relative path: text}: exactly the files the version hashes
+    Column("published_ms", BigInteger, nullable=False),
+    Column("by", String(128), nullable=False),
+)

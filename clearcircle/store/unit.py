@@ -14,12 +14,13 @@ from operator import itemgetter
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import Connection, select, tuple_, update
+from sqlalchemy import Connection, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from clearcircle.audit.chain import GENESIS, row_hash
 from clearcircle.enforcement.state import AccountState, AccountView
 from clearcircle.store import tables as t
+from clearcircle.store.driver import Driver, marks
 
 _CHUNK = 500
 
@@ -43,9 +44,19 @@ def _insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     cols = list(rows[0])
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
-    conn.exec_driver_sql(sql, list(map(itemgetter(*cols), rows)))
+    sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({marks(len(cols))})"
+    get = itemgetter(*cols)
+    Driver(conn).many(sql, (get(r) if len(cols) > 1 else (get(r),) for r in rows))
+
+
+def _upsert_accounts(conn: Connection, rows: list[tuple[str, str | None, int | None, int, str]]) -> None:
+    """Account states written back (id, account_type, registered_ms, updated_ms, state); same SQL on both."""
+    if rows:
+        Driver(conn).many(
+            "INSERT INTO accounts (id, account_type, registered_ms, updated_ms, state) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET account_type = excluded.account_type, "
+            "registered_ms = excluded.registered_ms, updated_ms = excluded.updated_ms, state = excluded.state",
+            rows)
 
 
 def _insert_new(conn: Connection, table: Any, rows: list[dict[str, Any]], keys: list[str]) -> None:
@@ -76,10 +87,10 @@ class SqlHits:
     """Counter hits in the `counter_hits` table, written in the batch's own transaction."""
 
     def load(self, conn: Connection, keys: list[str], since_ms: int) -> Iterable[tuple[str, str, int, str]]:
-        hits = t.counter_hits.c
+        driver = Driver(conn)
         for chunk in _chunks(keys):
-            yield from conn.execute(select(hits.key, hits.name, hits.at_ms, hits.member)
-                                    .where(hits.key.in_(chunk), hits.at_ms >= since_ms))
+            yield from driver.rows(f"SELECT key, name, at_ms, member FROM counter_hits WHERE key IN "
+                                   f"({marks(len(chunk))}) AND at_ms >= ?", [*chunk, since_ms])
 
     def write(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         _insert(conn, t.counter_hits, rows)
@@ -96,11 +107,15 @@ class WorkingSet:
 
     It is only reused while this process is the only writer: the audit head it saw after its own last
     commit must still be the head when the next unit starts (every write appends to the audit chain), so a
-    commit by any other process or connection empties it. Bounded: it empties itself when it grows large.
+    commit by any other process or connection empties it. Bounded: it empties itself when it holds too many
+    accounts, counter hits or bytes of account state (states grow with an account's history: a process
+    serving the same accounts for hours must not grow with them), so a server's memory stays flat.
     """
 
-    MAX_ACCOUNTS = 200_000
-    MAX_HITS = 2_000_000
+    MAX_ACCOUNTS = 50_000
+    MAX_HITS = 60_000
+    MAX_KEYS = 50_000  # counter keys with a window held (items and photo hashes come and go)
+    MAX_STATE_BYTES = 3_000_000  # of the states' JSON; the objects take a few times that
 
     def __init__(self) -> None:
         self.head: str | None = None
@@ -116,16 +131,28 @@ class WorkingSet:
         self.links_loaded: set[str] = set()
         self.pairs_loaded: set[tuple[str, str]] = set()
         self.hits = 0
+        self.state_sizes: dict[str, int] = {}
+        self.state_bytes = 0
+
+    def sized(self, account_id: str, json_bytes: int) -> None:
+        """The size of an account's state as last read or written."""
+        self.state_bytes += json_bytes - self.state_sizes.get(account_id, 0)
+        self.state_sizes[account_id] = json_bytes
 
     def too_big(self) -> bool:
-        return len(self.accounts) > self.MAX_ACCOUNTS or self.hits > self.MAX_HITS
+        return (len(self.accounts) > self.MAX_ACCOUNTS or self.hits > self.MAX_HITS
+                or len(self.loaded_since) > self.MAX_KEYS or self.state_bytes > self.MAX_STATE_BYTES)
 
 
 class UnitOfWork:
     """Reads for signals (CounterReader, Lookups) and buffered writes for one batch."""
 
-    def __init__(self, conn: Connection, ws: WorkingSet | None = None, hits: HitStore = SQL_HITS) -> None:
+    def __init__(self, conn: Connection, ws: WorkingSet | None = None, hits: HitStore = SQL_HITS,
+                 head: tuple[int, str] | None = None, reused: bool = False) -> None:
         self.conn = conn
+        self.driver = Driver(conn)
+        self.head = head  # (seq, hash) of the audit head, locked by the unit (lock_head); None: read at flush
+        self.reused = reused  # the working set is still valid: no other writer since this process's last unit
         self.hits = hits
         self.ws = ws = ws or WorkingSet()
         self.accounts = ws.accounts
@@ -145,10 +172,9 @@ class UnitOfWork:
     # -- prefetch -------------------------------------------------------------------------------------
     def prefetch(self, event_ids: list[str], account_ids: set[str], counter_keys: set[str], since_ms: int) -> None:
         for chunk in _chunks(event_ids):
-            rows = self.conn.execute(
-                select(t.decisions.c.event_id, t.decisions.c.payload).where(t.decisions.c.event_id.in_(chunk))
-            )
-            self.decided.update((r.event_id, r.payload.encode()) for r in rows)
+            rows = self.driver.rows(f"SELECT event_id, payload FROM decisions WHERE event_id IN ({marks(len(chunk))})",
+                                    chunk)
+            self.decided.update((event_id, payload.encode()) for event_id, payload in rows)
         self._load_accounts(account_ids)
         since_of = self.ws.loaded_since
         keys = sorted(k for k in counter_keys if since_of.get(k, since_ms + 1) > since_ms)
@@ -167,8 +193,10 @@ class UnitOfWork:
     def _load_accounts(self, ids: Iterable[str]) -> None:
         missing = sorted(set(ids) - self.accounts.keys())
         for chunk in _chunks(missing):
-            for r in self.conn.execute(select(t.accounts.c.id, t.accounts.c.state).where(t.accounts.c.id.in_(chunk))):
-                self.accounts[r.id] = AccountState.model_validate_json(r.state)
+            for account_id, state in self.driver.rows(f"SELECT id, state FROM accounts WHERE id IN "
+                                                      f"({marks(len(chunk))})", chunk):
+                self.accounts[account_id] = AccountState.model_validate_json(state)
+                self.ws.sized(account_id, len(state))
         for account_id in missing:
             self.accounts.setdefault(account_id, AccountState(account_id=account_id))
 
@@ -272,32 +300,48 @@ class UnitOfWork:
         _insert_new(conn, t.identity_links, self.link_rows, ["kind", "value_hash", "account"])
         if self.case_rows:
             conn.execute(t.cases.insert(), self.case_rows)
-        states = [self.accounts[a] for a in sorted(self.dirty)]
-        _upsert(conn, t.accounts, [
-            {"id": s.account_id, "account_type": s.account_type, "registered_ms": s.registered_ms,
-             "updated_ms": now_ms, "state": s.model_dump_json()} for s in states
-        ], ["id"])
-        heads = append_audit(conn, self.audit)
+        rows = []
+        for s in (self.accounts[a] for a in sorted(self.dirty)):
+            state_json = s.model_dump_json()
+            self.ws.sized(s.account_id, len(state_json))
+            rows.append((s.account_id, s.account_type, s.registered_ms, now_ms, state_json))
+        _upsert_accounts(conn, rows)
+        heads = append_audit(conn, self.audit, self.head)
+        if self.head is not None:  # a later flush in the same unit chains on from here
+            self.head = (self.head[0] + len(self.audit), heads[1])
         self.event_rows, self.decision_rows, self.hit_rows, self.link_rows, self.case_rows = [], [], [], [], []
         self.audit, self.dirty = [], set()
         return heads
 
 
-def read_head(conn: Connection) -> str | None:
-    return conn.execute(select(t.audit_head.c.hash).where(t.audit_head.c.id == 1)).scalar_one_or_none()
+def lock_head(conn: Connection) -> tuple[int, str]:
+    """The audit head (seq, hash) at the start of a unit of work, locked until it commits.
+
+    Every write appends to the audit chain, so holding the head row for the whole unit serialises units
+    across processes: a unit reads account states and counters only after the previous unit committed,
+    and can never write back a state another process changed meanwhile (no lost update). SQLite's
+    BEGIN IMMEDIATE gives the same; on PostgreSQL it is the row lock (FOR UPDATE).
+    """
+    return _head(Driver(conn))
 
 
-def append_audit(conn: Connection, entries: list[tuple[int, str, str, str]]) -> tuple[str, str]:
+def _head(driver: Driver) -> tuple[int, str]:
+    sql = "SELECT seq, hash FROM audit_head WHERE id = 1" + (" FOR UPDATE" if driver.postgresql else "")
+    head = driver.one(sql)
+    if head is None:  # a new store: create the head row, so there is a row to lock
+        driver.run("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, ?) ON CONFLICT (id) DO NOTHING", [GENESIS])
+        head = driver.one(sql)
+        assert head is not None
+    return int(head[0]), str(head[1])
+
+
+def append_audit(conn: Connection, entries: list[tuple[int, str, str, str]],
+                 head: tuple[int, str] | None = None) -> tuple[str, str]:
     """Chain and append audit rows; the head row is locked so concurrent writers serialise.
+    `head`: the (seq, hash) this transaction already locked (lock_head), else it is read here.
     Returns the head hash before and after."""
-    head_q = select(t.audit_head.c.seq, t.audit_head.c.hash).where(t.audit_head.c.id == 1)
-    if conn.dialect.name == "postgresql":
-        head_q = head_q.with_for_update()
-    head = conn.execute(head_q).first()
-    if head is None:
-        _insert_new(conn, t.audit_head, [{"id": 1, "seq": 0, "hash": GENESIS}], ["id"])
-        head = conn.execute(head_q).first()
-    seq, prev = head.seq, head.hash
+    driver = Driver(conn)
+    seq, prev = head if head is not None else _head(driver)
     before = prev
     if not entries:
         return before, before
@@ -305,11 +349,11 @@ def append_audit(conn: Connection, entries: list[tuple[int, str, str, str]]) -> 
     for at_ms, kind, subject, payload in entries:
         seq += 1
         digest = row_hash(prev, at_ms, kind, subject, payload)
-        rows.append({"seq": seq, "at_ms": at_ms, "kind": kind, "subject": subject, "payload": payload,
-                     "prev_hash": prev, "hash": digest})
+        rows.append((seq, at_ms, kind, subject, payload, prev, digest))
         prev = digest
-    _insert(conn, t.audit, rows)
-    conn.execute(update(t.audit_head).where(t.audit_head.c.id == 1).values(seq=seq, hash=prev))
+    driver.many("INSERT INTO audit (seq, at_ms, kind, subject, payload, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows)
+    driver.run("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", [seq, prev])
     return before, prev
 
 

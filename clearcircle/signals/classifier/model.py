@@ -9,14 +9,16 @@ distinct vocabulary n-gram g it contains, so
     d = intercept + sum(coef_g * idf_g) / sqrt(sum(idf_g ** 2))      over the distinct n-grams found
     p = 1 / (1 + exp(-d))
 
-and each vocabulary entry needs only `coef * idf` and `idf ** 2`, kept together as one complex number so a
-single C-level `sum` adds both. The result equals scikit-learn's `predict_proba` to rounding (tests hold it
-to 1e-6; in practice ~1e-15).
+and each vocabulary entry needs only `coef * idf` and `idf ** 2`. The result equals scikit-learn's
+`predict_proba` to rounding (tests hold it to 1e-12; in practice ~1e-15).
 
-Finding the n-grams: an Aho-Corasick automaton over the vocabulary (ahocorasick-rs, already used by the
-lexicon) reports every vocabulary n-gram of the text in one pass in Rust, without making a Python string per
-n-gram; that is what makes ~2x the speed of the pure-Python path (`engine="python"`: slice the n-grams, look
-them up in a dict), which is kept as the readable reference and is tested to give the same numbers.
+Finding the n-grams (`ngram_table`): at load, each part's vocabulary becomes an open-addressing hash table
+keyed exactly by the n-gram's code points; per message, one numba-compiled function walks every n-gram of the
+part's range over the text's code points, looks each up, drops repeats and returns the two sums, with no
+Python object per n-gram. It replaced an Aho-Corasick automaton (ahocorasick-rs) whose binding built a Python
+tuple for each of the ~90 matches of a message, plus a Python set over them: the scorer went from ~41 to
+~17 µs CPU a message (docs/classifier.md, "Speed", with what else was tried). numba is imported and the
+kernels loaded on the first model load, not on package import.
 
 A part may read its texts with shape marks (`features.shape_marked`, a flag stored with the part): the
 scorer adds them exactly as training did, before the n-grams are found.
@@ -36,15 +38,15 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from itertools import chain, repeat
-from operator import add, itemgetter
+from itertools import chain
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
 from clearcircle.signals.classifier.features import shape_marked
-from clearcircle.signals.text_normalize import normalize
+from clearcircle.signals.classifier.ngram_table import NgramTable
+from clearcircle.signals.text_normalize import normalize, normalize_text
 
 __all__ = ["DEFAULT_MODEL_PATH", "FORMAT", "PARTS", "MarketingModel", "Part", "part_of"]
 
@@ -55,9 +57,6 @@ PARTS: Final = ("cjk", "other")
 _CJK: Final = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 # scikit-learn's char analyzer collapses every run of two or more whitespace characters to one space first.
 _WHITE_SPACES: Final = re.compile(r"\s\s+")
-_PATTERN: Final = itemgetter(0)  # (pattern index, start, end) -> pattern index
-_ZERO: Final = repeat(0j)  # default of dict.get for n-grams outside the vocabulary
-ENGINES: Final = ("aho-corasick", "python")
 # The normaliser's behaviour is fingerprinted into the model: if the normaliser changes, the n-grams the model
 # was trained on no longer match what it is fed (and the split may move), and `evaluate` says to retrain.
 NORMALIZER_PROBE: Final = "加薇信 ＶＸ：ab\u200bc-1 發貨 壹①１ 好好好好好 Free  ENTRY!! 扣扣 威芯 v❤"
@@ -83,8 +82,10 @@ def part_of(text: str) -> str:
     """
     if _CJK.search(text) is None:
         return "other"
-    cjk = len(text) - len(_CJK.sub("", text))
-    return "cjk" if cjk * 20 >= len(text) else "other"
+    n = len(text)
+    if n <= 20:  # one ideograph is already 5%: no need to count
+        return "cjk"
+    return "cjk" if (n - len(_CJK.sub("", text))) * 20 >= n else "other"
 
 
 def _sigmoid(d: float) -> float:
@@ -111,58 +112,29 @@ class Part:
 class _Scorer:
     """The hot path of one part."""
 
-    __slots__ = ("automaton", "intercept", "lookup", "marked", "max_n", "min_n", "threshold", "weights")
+    __slots__ = ("intercept", "marked", "table", "threshold")
 
-    def __init__(self, part: Part, engine: str) -> None:
-        # coef * idf (real part) and idf ** 2 (imaginary part), index-aligned with the vocabulary.
-        self.weights = list(map(complex, (part.coef * part.idf).tolist(), (part.idf * part.idf).tolist()))
+    def __init__(self, part: Part) -> None:
+        self.table = NgramTable(part.terms, part.coef, part.idf, part.ngram_range)
         self.intercept = part.intercept
-        self.min_n, self.max_n = part.ngram_range
         self.threshold = part.threshold
         self.marked = part.shape_markers
-        self.automaton: Any = None
-        self.lookup: dict[str, complex] = {}
-        if engine == "aho-corasick":
-            import ahocorasick_rs
-
-            self.automaton = ahocorasick_rs.AhoCorasick(
-                list(part.terms), matchkind=ahocorasick_rs.MatchKind.Standard,
-                implementation=ahocorasick_rs.Implementation.ContiguousNFA)
-        elif engine == "python":
-            self.lookup = dict(zip(part.terms, self.weights, strict=True))
-        else:
-            raise ValueError(f"unknown engine {engine!r}")
 
     def decision(self, text: str) -> float:
         text = _WHITE_SPACES.sub(" ", shape_marked(text) if self.marked else text)
-        if self.automaton is not None:
-            found = set(map(_PATTERN, self.automaton.find_matches_as_indexes(text, overlapping=True)))
-            total = sum(map(self.weights.__getitem__, found), 0j)
-        else:
-            total = sum(map(self.lookup.get, self._ngrams(text), _ZERO), 0j)
-        den = total.imag
-        return self.intercept + (total.real / math.sqrt(den) if den else 0.0)
-
-    def _ngrams(self, text: str) -> set[str]:
-        """The distinct n-grams of every length, built by C-level string concatenation (no loop per n-gram)."""
-        levels = [text]
-        grams: list[str] | str = text
-        for n in range(2, self.max_n + 1):
-            grams = list(map(add, grams, text[n - 1 :]))
-            levels.append(grams)
-        return set(chain.from_iterable(levels[self.min_n - 1 :]))
+        dot, square = self.table.sums(text)
+        return self.intercept + (dot / math.sqrt(square) if square else 0.0)
 
 
 class MarketingModel:
     """Loaded once (see `clearcircle.signals.classifier.shipped_model`); thread-safe (read-only after init)."""
 
-    def __init__(self, parts: dict[str, Part], meta: dict[str, Any], engine: str = "aho-corasick") -> None:
+    def __init__(self, parts: dict[str, Part], meta: dict[str, Any]) -> None:
         if not parts:
             raise ValueError("a model needs at least one part")
         self.parts = parts
         self.meta = meta
-        self.engine = engine
-        self._scorers = {name: _Scorer(part, engine) for name, part in parts.items()}
+        self._scorers = {name: _Scorer(part) for name, part in parts.items()}
         # A part missing from the model (no training data in that script) falls back to the other one.
         for name in PARTS:
             if name not in self._scorers:
@@ -175,8 +147,8 @@ class MarketingModel:
         return _sigmoid(self._scorers[part_of(normalized_text)].decision(normalized_text))
 
     def score(self, text: str) -> float:
-        """P(marketing) of a text as the user wrote it (normalises it first)."""
-        return self.probability(normalize(text).text)
+        """P(marketing) of a text as the user wrote it (normalises it first, without the offset map)."""
+        return self.probability(normalize_text(text))
 
     def threshold(self, normalized_text: str) -> float:
         """The decision threshold tuned (on training data only) for the part that scores this text."""
@@ -209,12 +181,8 @@ class MarketingModel:
             np.savez_compressed(fh, **arrays)
         tmp.replace(path)
 
-    def with_engine(self, engine: str) -> MarketingModel:
-        """The same model scored by another engine (`python`: the pure-Python reference path)."""
-        return MarketingModel(self.parts, self.meta, engine)
-
     @classmethod
-    def load(cls, path: Path = DEFAULT_MODEL_PATH, engine: str = "aho-corasick") -> MarketingModel:
+    def load(cls, path: Path = DEFAULT_MODEL_PATH) -> MarketingModel:
         """Read a model written by `save` (allow_pickle=False)."""
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
@@ -226,7 +194,7 @@ class MarketingModel:
                 parts[name] = Part(tuple(npz[f"{name}.terms"].tolist()), npz[f"{name}.idf"], npz[f"{name}.coef"],
                                    float(intercept), (int(min_n), int(max_n)), float(threshold),
                                    bool(marked and marked[0]))
-        return cls(parts, meta, engine)
+        return cls(parts, meta)
 
     @classmethod
     def from_sklearn(cls, fitted: dict[str, tuple[Any, ...]], meta: dict[str, Any]) -> MarketingModel:

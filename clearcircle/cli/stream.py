@@ -1,0 +1,195 @@
+"""`clearcircle publish` and `clearcircle worker`: events through Redis Streams to many workers (docs/stream.md)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from array import array
+from pathlib import Path
+from typing import Annotated
+
+import redis
+import typer
+
+from clearcircle.cli.common import DbOpt, PackOpt, console, fail, say, service_for
+from clearcircle.events.schemas import EventError, parse_event_json
+from clearcircle.stream.base import StreamError, actor_hash, partition_account
+from clearcircle.stream.redis_streams import RedisSource, StreamAddress, connect, open_partitions, publish, worker_id
+from clearcircle.stream.sinks import RedisDecisionStream, WebhookDeliverer
+from clearcircle.stream.worker import Worker
+
+StreamOpt = Annotated[str, typer.Option("--stream", help="redis://HOST:PORT/NAME (NAME: the stream's name)")]
+PartitionsOpt = Annotated[int | None, typer.Option(
+    "--partitions", help="partition count, fixed on the stream's first use (default 16)")]
+
+
+def _address(url: str) -> StreamAddress:
+    try:
+        return StreamAddress.parse(url)
+    except StreamError as exc:
+        raise fail(str(exc)) from None
+
+
+def _scan(path: Path) -> array:
+    """First pass, with replay's parser: every line valid, or the file is refused whole. Returns each valid
+    line's hash of the account it is about (`partition_account`; blank lines: none), so the second pass need
+    not parse again."""
+    hashes, problems = array("Q"), []
+    try:
+        with path.open("rb") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    hashes.append(actor_hash(partition_account(parse_event_json(line))))
+                except EventError as exc:
+                    problems.append(f"{path}:{lineno}: {exc}")
+    except OSError as exc:
+        raise fail(f"cannot read {path}: {exc.strerror}") from None
+    if problems:
+        shown = "\n".join(problems[:20]) + (f"\n… and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise fail(f"{len(problems)} invalid event(s), nothing published:\n{shown}")
+    return hashes
+
+
+def publish_cmd(
+    events_file: Annotated[Path, typer.Argument(metavar="EVENTS.jsonl", help="one event per line")],
+    stream: StreamOpt,
+    partitions: PartitionsOpt = None,
+) -> None:
+    """Put every event of a JSONL file on the stream, each in the partition of the account it is about; the
+    file is refused whole (nothing published) if any line is invalid."""
+    address = _address(stream)
+    hashes = _scan(events_file)
+    try:
+        client = connect(address)
+        count = open_partitions(client, address, partitions)
+    except StreamError as exc:
+        raise fail(str(exc)) from None
+    started = time.perf_counter()
+
+    def items():  # noqa: ANN202
+        n = 0
+        with events_file.open("rb") as fh:
+            for line in fh:
+                if line.strip():
+                    yield hashes[n] % count, line.strip()
+                    n += 1
+
+    try:
+        published = publish(client, address, items())
+    except redis.RedisError as exc:
+        raise fail(f"Redis failed while publishing: {exc}; part of the file may be on the stream. Publishing "
+                   "the whole file again is safe: a repeated event id gets its first decision back") from None
+    finally:
+        client.close()
+    seconds = time.perf_counter() - started
+    say(("published", "green"), f"{published} events to {address.name} ({count} partitions) in {seconds:.1f}s "
+        f"({published / max(seconds, 1e-9):,.0f}/s)", console)
+
+
+def worker_cmd(
+    stream: StreamOpt,
+    db: DbOpt = None,
+    pack: PackOpt = None,
+    batch: Annotated[int, typer.Option(min=1, max=10_000, help="events per transaction")] = 500,
+    claim_timeout: Annotated[float, typer.Option(
+        min=0.5, help="seconds after which a dead worker's partitions and pending events are taken over")] = 30.0,
+    partitions: PartitionsOpt = None,
+    decisions_maxlen: Annotated[int, typer.Option(
+        min=1000, help="the decisions stream is trimmed to about this many entries")] = 1_000_000,
+    webhook: Annotated[str | None, typer.Option(help="also POST each decision to this URL")] = None,
+    webhook_secret_file: Annotated[Path | None, typer.Option(
+        help="file holding the HMAC secret of the X-ClearCircle-Signature header")] = None,
+    webhook_attempts: Annotated[int, typer.Option(min=1, help="tries before a decision is set aside")] = 12,
+    log_level: Annotated[str, typer.Option(help="JSON log lines at this level and above (stderr)")] = "info",
+) -> None:
+    """Decide events from the stream until SIGTERM/SIGINT (then finish the batch, hand partitions over, exit 0)."""
+    from clearcircle.obs.logs import configure as configure_logging
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # first thing: a stop while starting is a clean stop
+        signal.signal(signum, lambda *_: stop.set())
+    address = _address(stream)
+    secret = _webhook_secret(webhook, webhook_secret_file)
+    configure_logging(log_level)
+    service = service_for(db, pack)
+    threads: list[threading.Thread] = []
+    source: RedisSource | None = None
+    try:
+        try:
+            client = connect(address)
+            count = open_partitions(client, address, partitions)
+            me = worker_id()
+            source = RedisSource(client, address, count, lease_ms=int(claim_timeout * 1000), consumer=me)
+        except StreamError as exc:
+            raise fail(str(exc)) from None
+        if webhook and secret is not None:
+            deliverer = WebhookDeliverer(client, address, webhook, secret, me, claim_ms=int(claim_timeout * 1000),
+                                         max_attempts=webhook_attempts)
+            threads.append(threading.Thread(target=deliverer.run, args=(stop,), name="webhook", daemon=True))
+            threads[-1].start()
+        say(("worker", "bold"), f"{me} on {address.name} ({count} partitions), pack {service.pack.version[:19]}…")
+        worker = Worker(source, service.pipeline.submit, [RedisDecisionStream(client, address, decisions_maxlen)],
+                        batch=batch)
+        stats = worker.run(stop)
+    finally:
+        stop.set()
+        if source is not None:
+            source.close()
+        for thread in threads:
+            thread.join(timeout=15)
+        service.close()
+    logging.getLogger(__name__).info("worker stopped")
+    say(("stopped", "green"), f"{stats.decided} decisions in {stats.batches} batches, {stats.duplicates} "
+        f"already decided, {stats.dead} not events")
+
+
+def _webhook_secret(url: str | None, path: Path | None) -> bytes | None:
+    if url is None:
+        if path is not None:
+            raise fail("--webhook-secret-file needs --webhook")
+        return None
+    if not url.startswith(("http://", "https://")):
+        raise fail(f"--webhook {url!r}: expected an http:// or https:// URL")
+    if path is None:
+        raise fail("--webhook needs --webhook-secret-file (the receiver checks the signature with it)")
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as exc:
+        raise fail(f"cannot read {path}: {exc.strerror}") from None
+    if not secret:
+        raise fail(f"empty webhook secret file: {path}")
+    return secret
+
+
+def bench_stream(events: int, db: str | None, redis_url: str | None, batch: int, partitions: int = 16) -> None:
+    """`clearcircle bench --stream`: events/s through Redis Streams (PostgreSQL store) with 1 and 2 worker
+    processes beside one process's replay, measured in the same run, and issue 10's targets met or not."""
+    from clearcircle.stream import bench
+
+    if db is not None and not db.startswith("postgresql"):
+        raise fail(f"--db {db!r}: the stream bench needs PostgreSQL (postgresql://USER@HOST:PORT/DB)")
+    if redis_url is not None and not redis_url.startswith(("redis://", "rediss://")):
+        raise fail(f"--redis {redis_url!r}: expected redis://HOST:PORT[/DB]")
+    try:
+        result = bench.run(events, db, redis_url, batch=batch, partitions=partitions,
+                           progress=lambda msg: console.print(f"[dim]{msg}…[/dim]"))
+    except StreamError as exc:
+        raise fail(f"stream bench: {exc}") from None
+    one, five, fifteen = result.load
+    console.print(f"events: {result.events:,}  batch: {batch}  partitions: {partitions}  ({result.servers})")
+    console.print(f"replay, 1 process: {result.replay:,.0f} events/s")
+    for n, rate in sorted(result.stream.items()):
+        console.print(f"stream, {n} worker{'s' if n > 1 else ''}: {rate:,.0f} events/s")
+    for target, met in result.targets():
+        console.print(f"target {target}: " + {True: "[green]met[/green]", False: "[red]not met[/red]",
+                                              None: "not measured"}[met])
+    console.print(f"load average: {one:.2f} {five:.2f} {fifteen:.2f} (the machine is shared: figures under load)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("publish")(publish_cmd)
+    app.command("worker")(worker_cmd)

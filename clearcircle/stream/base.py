@@ -1,0 +1,99 @@
+"""The stream behind one small interface, so a Kafka source can be added without touching the engine.
+
+A source hands a worker batches of consecutive entries of one partition (a partition holds the events of
+the accounts whose id hashes to it, in publication order) and is told to acknowledge them only after their
+decisions are committed: delivery is at least once, and the store's idempotency by event id makes it
+effectively once. A sink takes the decisions of a committed batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from clearcircle.events.schemas import Event
+
+
+class StreamError(RuntimeError):
+    """The stream cannot be used as asked (bad URL, unreachable server, a partition count that disagrees)."""
+
+
+def actor_hash(actor: str) -> int:
+    """A 64-bit hash of an account id, the same in every process, machine and Python version (Python's own
+    hash() is salted per process, so it would scatter one account over several partitions)."""
+    return int.from_bytes(hashlib.blake2b(actor.encode(), digest_size=8).digest(), "big")
+
+
+def partition_of(account: str, partitions: int) -> int:
+    """The partition holding the events about an account (see `partition_account`)."""
+    return actor_hash(account) % partitions
+
+
+def partition_account(event: Event) -> str:
+    """The account an event is about, whose partition it goes to: the one place that routes events.
+
+    Mostly the actor. Three event types are decided on another account's state, which they read and write:
+    - `moderator_action`: the target (the actor is the moderator; the measure lands on the target and the
+      target's next events must see it, e.g. `banned-account-activity`);
+    - `report`: the target (the mark is kept on the target, `report-threshold` counts its received reports,
+      `report-escalation` sums their weights);
+    - `buyer_complaint`: the seller (the same for `seller-complaints`).
+    Routed by the actor, these read the target's state while the target's earlier events wait in another
+    partition. Routed by the target, the only state of the actor they read is a report's weight (the
+    reporter's reputation, age and ban/suspension, review/reputation.py `report_weight`): a reporter's own
+    registration or ban still waiting in its partition can change that weight (docs/stream.md, Ordering).
+    """
+    body = event.body
+    if event.type in ("moderator_action", "report"):
+        return body.target
+    if event.type == "buyer_complaint":
+        return body.seller
+    return event.actor
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stream entry: its position in the partition and the event as published (one JSON text)."""
+
+    id: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Consecutive entries of one partition, oldest first."""
+
+    partition: int
+    entries: list[Entry]
+
+
+class EventSource(Protocol):
+    """Where a worker's events come from. Each partition is read by one worker at a time, in order."""
+
+    def fetch(self, max_events: int, block_ms: int) -> list[Batch]:
+        """Up to `max_events` entries in batches of one partition each (pending entries of a partition before
+        new ones); an empty list when nothing arrived within `block_ms`."""
+        ...
+
+    def ack(self, batches: Sequence[Batch]) -> None:
+        """Mark the batches done; called only after their decisions committed."""
+        ...
+
+    def dead_letter(self, batch: Batch, entry: Entry, reason: str) -> None:
+        """Set aside an entry that can never be decided (not an event), so it does not block its partition."""
+        ...
+
+    def close(self) -> None:
+        """Give up every partition (another worker takes them at once) and leave."""
+        ...
+
+
+class DecisionSink(Protocol):
+    """Where decisions go once their batch committed (an output stream; a webhook reads from that)."""
+
+    def send(self, decisions: Sequence[tuple[dict[str, Any], bool]]) -> None:
+        """(decision as the pipeline returned it, duplicate) pairs, in decision order."""
+        ...

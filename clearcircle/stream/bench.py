@@ -1,0 +1,220 @@
+"""End-to-end throughput through Redis Streams with PostgreSQL as the store, beside one process's replay.
+
+What `clearcircle bench --stream` measures (issue 10, "Speed and capacity"), in one run so the figures share
+the machine's load: the same generated events (1) replayed by this process into a fresh database (parse,
+decide, commit: `bench`'s end-to-end figure), then (2) published to a fresh stream and decided by 1, then 2,
+`clearcircle worker` processes into a fresh database each, timed from the first XADD until the last decision
+is on the decisions stream. Servers: the URLs given, else throw-away ones (clearcircle/devservers.py).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import orjson
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from clearcircle import devservers
+from clearcircle.config import Settings
+from clearcircle.events.schemas import parse_event_json
+from clearcircle.service import open_service
+from clearcircle.stream.base import StreamError, actor_hash, partition_account
+from clearcircle.stream.redis_streams import StreamAddress, connect, open_partitions, publish
+from clearcircle.synthetic import generate
+
+TARGET_EVENTS_S = 5_000  # issue 10: with 2 workers on this 2-core machine
+TARGET_SCALING = 1.6  # 2 workers at least this many times 1 worker
+_HASH_KEY = "bench-stream-key"  # identifiers are hashed alike by the replay and every worker
+_WORKER = [sys.executable, "-c", "from clearcircle.cli.main import app; app()", "worker"]
+
+
+@dataclass
+class StreamBench:
+    """Events/s of each run; `stream` maps a worker count to its end-to-end rate."""
+
+    events: int
+    replay: float = 0.0
+    stream: dict[int, float] = field(default_factory=dict)
+    load: tuple[float, float, float] = (0.0, 0.0, 0.0)  # 1/5/15-minute load average at the end
+    servers: str = ""
+
+    def targets(self) -> list[tuple[str, bool | None]]:
+        """(target, met) for issue 10's two targets; None when a figure it needs was not measured."""
+        two, one = self.stream.get(2), self.stream.get(1)
+        return [
+            (f">= {TARGET_EVENTS_S:,} events/s with 2 workers", None if two is None else two >= TARGET_EVENTS_S),
+            (f"2 workers >= {TARGET_SCALING} x 1 worker",
+             None if two is None or not one else two >= TARGET_SCALING * one),
+        ]
+
+
+class _Databases:
+    """Fresh PostgreSQL databases on one server, dropped at the end (the bench never reuses a store: a
+    repeated event id would be a cheap duplicate, not a decision)."""
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        if parsed.get_backend_name() != "postgresql":
+            raise StreamError(f"--db {url!r}: the stream bench needs PostgreSQL (postgresql://...)")
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        self.base = parsed
+        self.admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        self.names: list[str] = []
+
+    def create(self) -> str:
+        name = f"cc_bench_{uuid.uuid4().hex[:12]}"
+        with self.admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        self.names.append(name)
+        return self.base.set(database=name).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        with self.admin.connect() as conn:
+            for name in self.names:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self.admin.dispose()
+
+
+@contextmanager
+def _servers(db_url: str | None, redis_url: str | None) -> Iterator[tuple[str, str, str]]:
+    """(PostgreSQL URL, Redis URL, where they come from), starting throw-away servers for those not given."""
+    with ExitStack() as stack:
+        said = ("PostgreSQL " + ("given" if db_url else "throw-away") + ", Redis "
+                + ("given" if redis_url else "throw-away"))
+        if db_url is None:
+            db_url = stack.enter_context(devservers.postgres()).url("postgres")
+        if redis_url is None:
+            redis_url = stack.enter_context(devservers.redis_server())
+        yield db_url, redis_url, said
+
+
+def _stream_url(redis_url: str, name: str) -> str:
+    """The --stream URL of stream `name` on the Redis server of `redis_url` (its database kept)."""
+    parts = urlsplit(redis_url)
+    db = parts.path.strip("/") or "0"
+    return f"{parts.scheme}://{parts.netloc}/{name}?db={db}"
+
+
+def _settings(db_url: str, tmp: Path) -> Settings:
+    return Settings(db_url=db_url, hash_key=_HASH_KEY, key_file=tmp / "unused.key")
+
+
+def _replay(db_url: str, lines: Sequence[bytes], batch: int, tmp: Path) -> float:
+    """Events/s of one process: parse every line, decide and commit `batch` per unit of work."""
+    service = open_service(_settings(db_url, tmp))
+    try:
+        started = time.perf_counter()
+        parsed = [parse_event_json(line) for line in lines]
+        for i in range(0, len(parsed), batch):
+            service.pipeline.submit(parsed[i : i + batch])
+        return len(parsed) / (time.perf_counter() - started)
+    finally:
+        service.close()
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str, procs: Sequence[subprocess.Popen]) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        dead = [p.returncode for p in procs if p.poll() is not None]
+        if dead:
+            raise StreamError(f"a worker exited (code {dead[0]}) while waiting for {what}")
+        if time.monotonic() > deadline:
+            raise StreamError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def _through_stream(db_url: str, redis_url: str, lines: Sequence[bytes], hashes: Sequence[int], workers: int,
+                    batch: int, partitions: int, tmp: Path, timeout: float) -> float:
+    """Events/s from the first XADD until the last decision is out, with `workers` worker processes."""
+    open_service(_settings(db_url, tmp)).close()  # migrate once, so the workers do not race to
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    url = _stream_url(redis_url, name)
+    address = StreamAddress.parse(url)
+    client = connect(address)
+    env = {k: v for k, v in os.environ.items() if k != "CLEARCIRCLE_DB_URL"} | {"CLEARCIRCLE_HASH_KEY": _HASH_KEY}
+    argv = [*_WORKER, "--stream", url, "--db", db_url, "--batch", str(batch),
+            "--partitions", str(partitions), "--log-level", "warning"]
+    procs: list[subprocess.Popen] = []
+    logs = [(tmp / f"{name}-{i}.log").open("wb") for i in range(workers)]
+    try:
+        count = open_partitions(client, address, partitions)
+        procs = [subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=log) for log in logs]
+        try:
+            _wait(lambda: client.zcard(f"{name}:workers") == workers, 120, f"{workers} worker(s) to join", procs)
+            time.sleep(0.5)  # let them share the partitions out before the clock starts
+            started = time.perf_counter()
+            publish(client, address, ((h % count, line) for h, line in zip(hashes, lines, strict=True)))
+            _wait(lambda: client.xlen(address.decisions_key) >= len(lines), timeout, "every decision", procs)
+        except StreamError as exc:
+            tail = (tmp / f"{name}-0.log").read_text(errors="replace").strip()[-800:]
+            raise StreamError(f"{exc}\nworker log (last lines):\n{tail}") from None
+        return len(lines) / (time.perf_counter() - started)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for log in logs:
+            log.close()
+        keys = list(client.scan_iter(match=f"{name}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def run(events: int, db_url: str | None = None, redis_url: str | None = None, batch: int = 500,
+        partitions: int = 16, worker_counts: Sequence[int] = (1, 2), timeout: float = 1800,
+        progress: Callable[[str], None] = lambda _msg: None) -> StreamBench:
+    """Measure replay and the stream with each worker count on the same generated events.
+
+    Raises StreamError (a message for the user) when a server is missing, unreachable or refuses.
+    """
+    lines = [orjson.dumps(e) for e in generate(events)]
+    hashes = [actor_hash(partition_account(parse_event_json(line))) for line in lines]
+    result = StreamBench(events=len(lines))
+    try:
+        with tempfile.TemporaryDirectory(prefix="cc-bench-stream-") as tmp_dir, \
+                _servers(db_url, redis_url) as (pg_url, r_url, said):
+            tmp = Path(tmp_dir)
+            result.servers = said
+            try:
+                redis.Redis.from_url(r_url, socket_connect_timeout=5).ping()
+            except (redis.RedisError, ValueError) as exc:
+                raise StreamError(f"cannot reach Redis at {r_url}: {exc}") from None
+            databases = _Databases(pg_url)
+            try:
+                progress(f"replay: {len(lines):,} events in one process")
+                result.replay = _replay(databases.create(), lines, batch, tmp)
+                for n in worker_counts:
+                    progress(f"stream: {len(lines):,} events, {n} worker process(es)")
+                    result.stream[n] = _through_stream(databases.create(), r_url, lines, hashes, n, batch,
+                                                       partitions, tmp, timeout)
+            finally:
+                databases.drop_all()
+    except devservers.ServerUnavailable as exc:
+        raise StreamError(f"{exc}; give --db postgresql://... and --redis redis://... instead") from None
+    except StreamError:
+        raise
+    except Exception as exc:  # driver errors: unreachable server, bad credentials, no CREATEDB right
+        raise StreamError(f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    result.load = os.getloadavg()
+    return result

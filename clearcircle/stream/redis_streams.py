@@ -1,0 +1,315 @@
+"""The event stream on Redis Streams: P partition streams, one consumer group, one owner per partition.
+
+Keys of a stream NAME (one Redis server, not Redis Cluster):
+
+- `NAME:partitions`  the partition count P, fixed on first use (a different count later is refused);
+- `NAME:p{i}`        partition i: the events of the accounts whose id hashes to i, in publication order,
+                     read by the consumer group `workers`;
+- `NAME:lease:{i}`   the worker that owns partition i (SET NX PX, renewed; expires when its worker dies);
+- `NAME:workers`     live workers: a sorted set of worker id -> heartbeat expiry (Redis server time, ms);
+- `NAME:decisions`   decisions out (sinks.RedisDecisionStream); `NAME:dead`: entries that are not events.
+
+Each live worker wants the partitions i with i % n == k (n live workers sorted by id, k its rank): a fair
+share, and one that moves when a worker joins or dies. A worker gives up a partition only between batches,
+and takes one only once its lease is free; on taking it, it claims the partition's pending entries
+(XAUTOCLAIM) and decides them before anything new, so a partition is always decided in stream order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from clearcircle.stream.base import Batch, Entry, StreamError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PARTITIONS = 16
+MAX_PARTITIONS = 4096
+GROUP = "workers"
+FIELD = b"e"  # the event JSON in a partition entry
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+
+# KEYS: lease keys; ARGV: worker id, ttl ms. Renews the leases still held by the worker; 1/0 for each.
+_RENEW = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+"""
+# KEYS: lease keys; ARGV: worker id. Deletes the leases the worker still holds (never another's).
+_RELEASE = """
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
+end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class StreamAddress:
+    """`redis://HOST:PORT/NAME[?db=N]`: where the Redis server is and the stream's name on it."""
+
+    redis_url: str
+    name: str
+
+    @classmethod
+    def parse(cls, url: str) -> StreamAddress:
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise StreamError(f"--stream {url!r}: expected redis://HOST:PORT/NAME")
+        name = parts.path.lstrip("/")
+        if not _NAME.match(name):
+            raise StreamError(f"--stream {url!r}: the stream name (after the last /) must be 1-100 letters, "
+                              "digits, '_', '.' or '-'")
+        db = parse_qs(parts.query).get("db", ["0"])[0]
+        if not db.isdigit():
+            raise StreamError(f"--stream {url!r}: db must be a number")
+        try:
+            port = parts.port or 6379
+        except ValueError:
+            raise StreamError(f"--stream {url!r}: bad port") from None
+        auth = f"{parts.username or ''}:{parts.password}@" if parts.password else ""
+        return cls(f"{parts.scheme}://{auth}{parts.hostname}:{port}/{db}", name)
+
+    def partition_key(self, i: int) -> str:
+        return f"{self.name}:p{i}"
+
+    @property
+    def decisions_key(self) -> str:
+        return f"{self.name}:decisions"
+
+
+def connect(address: StreamAddress) -> redis.Redis:
+    """A client that retries a dropped connection a few times, checked with a PING (a clear error at once)."""
+    client = redis.Redis.from_url(address.redis_url, retry=Retry(ExponentialBackoff(cap=2.0), 5),
+                                  retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+                                  socket_connect_timeout=5, health_check_interval=30)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        raise StreamError(f"cannot reach Redis at {address.redis_url.split('@')[-1]}: {exc}") from None
+    return client
+
+
+def ensure_group(client: redis.Redis, key: str, group: str) -> None:
+    """Create the consumer group (and the stream) from the start of the stream, unless it exists."""
+    try:
+        client.xgroup_create(key, group, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def open_partitions(client: redis.Redis, address: StreamAddress, requested: int | None) -> int:
+    """The stream's partition count: fixed by whoever uses the stream first (default 16), then kept.
+
+    Changing it would move accounts to other partitions while older events of theirs are still queued in
+    the old ones, breaking per-account order, so a different count is refused rather than applied."""
+    if requested is not None and not 1 <= requested <= MAX_PARTITIONS:
+        raise StreamError(f"--partitions must be between 1 and {MAX_PARTITIONS}")
+    key = f"{address.name}:partitions"
+    client.set(key, requested or DEFAULT_PARTITIONS, nx=True)
+    stored = int(client.get(key))
+    if requested is not None and requested != stored:
+        raise StreamError(f"stream {address.name!r} has {stored} partitions; --partitions {requested} would "
+                          "reorder accounts' events (use a new stream name to change it)")
+    for i in range(stored):
+        ensure_group(client, address.partition_key(i), GROUP)
+    return stored
+
+
+def publish(client: redis.Redis, address: StreamAddress, items: Iterable[tuple[int, bytes]],
+            chunk: int = 1000) -> int:
+    """XADD each (partition, event JSON) in order, `chunk` per round trip. Returns how many were added."""
+    pipe = client.pipeline(transaction=False)
+    n = 0
+    for partition, data in items:
+        pipe.xadd(address.partition_key(partition), {FIELD: data})
+        n += 1
+        if n % chunk == 0:
+            pipe.execute()
+    pipe.execute()
+    return n
+
+
+def server_ms(client: redis.Redis) -> int:
+    """Redis server time: one clock for every worker's heartbeat, whatever machine it runs on."""
+    seconds, micros = client.time()
+    return seconds * 1000 + micros // 1000
+
+
+def worker_id() -> str:
+    """Unique per process and readable in XINFO: host, pid and a random suffix."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class RedisSource:
+    """An EventSource over the partition streams, with leases and a heartbeat thread (see the module doc).
+
+    `lease_ms` is the claim timeout: a dead worker's partitions (and their pending entries) are taken over
+    by another worker at most about that long after its last heartbeat."""
+
+    def __init__(self, client: redis.Redis, address: StreamAddress, partitions: int, lease_ms: int = 30_000,
+                 consumer: str | None = None) -> None:
+        self.client = client
+        self.address = address
+        self.partitions = partitions
+        self.lease_ms = lease_ms
+        self.me = consumer or worker_id()
+        self.owned: set[int] = set()
+        self._drained: dict[int, bool] = {}  # False: read this partition's pending entries ("0") before new
+        self._lost: set[int] = set()  # leases the heartbeat found taken or expired
+        self._live: list[str] = [self.me]
+        self._next_rebalance = 0.0
+        self._interval = max(0.05, min(1.0, lease_ms / 6000))
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # owned / lost between the loop and the heartbeat
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+        self._beat()
+        self._thread = threading.Thread(target=self._heartbeat, name="stream-heartbeat", daemon=True)
+        self._thread.start()
+
+    # -- membership and leases ---------------------------------------------------------------------------
+    def _lease(self, i: int) -> str:
+        return f"{self.address.name}:lease:{i}"
+
+    def _beat(self) -> None:
+        """Announce this worker, forget dead ones, renew this worker's leases (noting any it lost)."""
+        key = f"{self.address.name}:workers"
+        now = server_ms(self.client)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zadd(key, {self.me: now + self.lease_ms})
+        pipe.zremrangebyscore(key, "-inf", now)
+        pipe.zrangebyscore(key, now, "+inf")
+        live = pipe.execute()[2]
+        self._live = sorted(w.decode() for w in live)
+        with self._lock:
+            owned = sorted(self.owned)
+        if owned:
+            kept = self._renew(keys=[self._lease(i) for i in owned], args=[self.me, self.lease_ms])
+            with self._lock:
+                self._lost.update(i for i, ok in zip(owned, kept, strict=True) if not ok)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._beat()
+            except redis.RedisError as exc:  # keeps trying; leases it cannot renew expire and are noted lost
+                log.warning("stream heartbeat failed: %s", exc)
+
+    def _rebalance(self) -> None:
+        """Between batches: drop lost partitions, give up those another worker should own, take free ones."""
+        with self._lock:
+            for i in self._lost & self.owned:
+                log.warning("lost the lease of partition %d", i)
+            self.owned -= self._lost
+            self._lost.clear()
+        live = self._live if self.me in self._live else sorted([*self._live, self.me])
+        rank, n = live.index(self.me), len(live)
+        wanted = {i for i in range(self.partitions) if i % n == rank}
+        if extra := self.owned - wanted:
+            self._give_up(extra)
+        for i in sorted(wanted - self.owned):
+            if self.client.set(self._lease(i), self.me, nx=True, px=self.lease_ms):
+                self._take(i)
+
+    def _take(self, i: int) -> None:
+        """Own partition i: first move every entry still pending on another consumer (a worker that died or
+        gave the partition up) to this one, so they are decided again before anything new."""
+        key, cursor, moved = self.address.partition_key(i), "0-0", 0
+        ensure_group(self.client, key, GROUP)
+        while True:
+            # (redis-py drops the cursor from a JUSTID reply, so the entries come along)
+            cursor, entries = self.client.xautoclaim(key, GROUP, self.me, 0, start_id=cursor, count=1000)[:2]
+            moved += len(entries)
+            if cursor in (b"0-0", "0-0"):
+                break
+        with self._lock:
+            self.owned.add(i)
+        self._drained[i] = False
+        if moved:
+            log.info("took partition %d with %d pending entries", i, moved)
+
+    def _give_up(self, partitions: set[int]) -> None:
+        with self._lock:
+            self.owned -= partitions
+        self._release(keys=[self._lease(i) for i in sorted(partitions)], args=[self.me])
+
+    # -- EventSource -------------------------------------------------------------------------------------
+    def fetch(self, max_events: int, block_ms: int) -> list[Batch]:
+        if time.monotonic() >= self._next_rebalance or self._lost:
+            self._rebalance()
+            self._next_rebalance = time.monotonic() + self._interval
+        owned = sorted(self.owned)
+        if not owned:
+            time.sleep(min(block_ms / 1000, self._interval))
+            return []
+        pending = [i for i in owned if not self._drained.get(i, False)]
+        if pending:  # entries delivered to this consumer and not acked yet: always before new ones
+            batches = self._read({i: "0" for i in pending}, max_events, None)
+            for i in set(pending) - {b.partition for b in batches}:
+                self._drained[i] = True
+            if batches:
+                return batches
+        return self._read({i: ">" for i in owned}, max_events, block_ms)
+
+    def _read(self, ids: dict[int, str], max_events: int, block_ms: int | None) -> list[Batch]:
+        per = max(1, math.ceil(max_events / len(ids)))
+        streams = {self.address.partition_key(i): pos for i, pos in ids.items()}
+        reply = self.client.xreadgroup(GROUP, self.me, streams, count=per, block=block_ms) or []
+        by_key = {self.address.partition_key(i): i for i in ids}
+        batches = []
+        for key, rows in reply:
+            entries = [Entry(eid.decode(), (fields or {}).get(FIELD, b"")) for eid, fields in rows]
+            if entries:
+                batches.append(Batch(by_key[key.decode()], entries))
+        with self._lock:  # a partition lost meanwhile: leave its entries pending for the new owner
+            return [b for b in batches if b.partition not in self._lost]
+
+    def ack(self, batches: Sequence[Batch]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for b in batches:
+            pipe.xack(self.address.partition_key(b.partition), GROUP, *[e.id for e in b.entries])
+        pipe.execute()
+
+    def dead_letter(self, batch: Batch, entry: Entry, reason: str) -> None:
+        self.client.xadd(f"{self.address.name}:dead", {"partition": batch.partition, "entry": entry.id,
+                                                       "data": entry.data, "reason": reason[:2000]})
+
+    def close(self) -> None:
+        """Stop the heartbeat, give every partition back and leave the membership at once (a graceful
+        stop hands partitions over without waiting for the claim timeout)."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        with contextlib.suppress(redis.RedisError):
+            if self.owned:
+                self._give_up(set(self.owned))
+            self.client.zrem(f"{self.address.name}:workers", self.me)
+            for i in range(self.partitions):  # a consumer with nothing pending is just clutter in XINFO
+                key = self.address.partition_key(i)
+                info = self.client.xpending_range(key, GROUP, "-", "+", 1, consumername=self.me)
+                if not info:
+                    self.client.xgroup_delconsumer(key, GROUP, self.me)

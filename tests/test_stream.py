@@ -1,0 +1,674 @@
+"""Events through Redis Streams to stateless workers (clearcircle/stream, docs/stream.md), on a real Redis and a
+real PostgreSQL: publishing refuses a bad file whole; one worker decides like `replay`; three worker processes,
+one SIGKILLed mid-way and restarted, decide every event exactly once, each account's events in order, with
+an intact audit chain and nothing left pending; a failing webhook gets every decision once it recovers, signed.
+
+Cost: about 50-70 s in all on the shared 2-core machine, 25-40 s of it the three-process scenario (4,249 events;
+three interpreters starting, a 3 s claim timeout after the kill, then a replay of the file for comparison).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
+
+from clearcircle.cli.main import app
+from clearcircle.config import Settings
+from clearcircle.events.schemas import parse_event_json
+from clearcircle.service import open_service
+from clearcircle.stream.base import StreamError, partition_account, partition_of
+from clearcircle.stream.redis_streams import GROUP, RedisSource, StreamAddress, connect, open_partitions
+from clearcircle.stream.sinks import DECISION, DUPLICATE, RedisDecisionStream, WebhookDeliverer, sign
+from clearcircle.stream.worker import Worker
+from clearcircle.synthetic import generate
+
+HASH_KEY = "stream-test-key"
+_SCRIPT = Path(sys.executable).with_name("clearcircle")  # the console script of this venv
+CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-c", "from clearcircle.cli.main import app; app()"]
+runner = CliRunner()
+
+
+# -- helpers -------------------------------------------------------------------------------------------------
+def _write_events(path: Path, n: int, accounts: int, seed: int) -> list[dict[str, Any]]:
+    events = list(generate(n, accounts=accounts, seed=seed))
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    return events
+
+
+def _with_cross_account_events(events: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """The generated mix plus events decided on another account than their actor: a moderator's
+    ban / suspend / restrict / lift of an active account every 130 events, and bursts of six reports by
+    distinct accounts against one of eight targets (enough to pass `report-threshold`'s five)."""
+    import random
+
+    rng = random.Random(seed)
+    people = sorted({e["actor"] for e in events if e["type"] == "account_registered"})
+    targets = rng.sample(people, 8)
+    actions = [{"action": "ban"}, {"action": "suspend", "duration_days": 3},
+               {"action": "restrict", "feature": "share", "duration_days": 7}, {"action": "lift"}]
+    out: list[dict[str, Any]] = []
+    for i, event in enumerate(events):
+        out.append(event)
+        if event["type"] == "account_registered":
+            continue
+        if i % 130 == 0:
+            recent = [e["actor"] for e in out[-40:] if e["type"] != "account_registered"]
+            out.append({"id": f"mod-{i}", "type": "moderator_action", "occurred_at": event["occurred_at"],
+                        "actor": f"moderator-{i % 3}", "body": {"target": rng.choice(recent), "reason": "spam",
+                                                                 **actions[(i // 130) % 4]}})
+        elif i % 97 == 0:
+            target = targets[(i // 97) % 8]
+            for k, reporter in enumerate(rng.sample([p for p in people if p != target], 6)):
+                out.append({"id": f"rep-{i}-{k}", "type": "report", "occurred_at": event["occurred_at"],
+                            "actor": reporter, "body": {"target": target, "reason": "marketing"}})
+    return out
+
+
+def _partition(event: dict[str, Any], partitions: int) -> int:
+    """The partition `publish` puts a wire event in."""
+    return partition_of(partition_account(parse_event_json(orjson.dumps(event))), partitions)
+
+
+def _stream(redis_url: str, name: str) -> str:
+    return redis_url.rsplit("/", 1)[0] + "/" + name
+
+
+def _settings(db_url: str, tmp: Path) -> Settings:
+    return Settings(db_url=db_url, hash_key=HASH_KEY, key_file=tmp / "unused.key", redis_url=None)
+
+
+def _replay(db_url: str, events_file: Path, tmp: Path, batch: int = 1000) -> None:
+    """The single-process reference: every event in file order through one pipeline (what `replay` does)."""
+    service = open_service(_settings(db_url, tmp))
+    try:
+        lines = [parse_event_json(line) for line in events_file.read_bytes().splitlines() if line.strip()]
+        for i in range(0, len(lines), batch):
+            service.pipeline.submit(lines[i : i + batch])
+    finally:
+        service.close()
+
+
+def _rows(db_url: str, sql: str) -> list[Any]:
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text(sql)))
+    finally:
+        engine.dispose()
+
+
+def _verdicts(db_url: str) -> dict[str, str]:
+    return {r.event_id: r.verdict for r in _rows(db_url, "SELECT event_id, verdict FROM decisions")}
+
+
+def _states(db_url: str) -> dict[str, dict[str, Any]]:
+    return {r.id: orjson.loads(r.state) for r in _rows(db_url, "SELECT id, state FROM accounts")}
+
+
+def _pending(client: redis.Redis, name: str, partitions: int) -> int:
+    return sum(client.xpending(f"{name}:p{i}", GROUP)["pending"] for i in range(partitions))
+
+
+def _undelivered(client: redis.Redis, name: str, partitions: int) -> int:
+    """Entries the group has not even read yet (lag), plus those read and not acknowledged."""
+    lag = sum(g["lag"] or 0 for i in range(partitions) for g in client.xinfo_groups(f"{name}:p{i}"))
+    return lag + _pending(client, name, partitions)
+
+
+def _wait(condition: Any, timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def _run_worker_thread(source: RedisSource, db_url: str, tmp: Path, sinks: list[Any],
+                       batch: int = 200) -> tuple[threading.Event, threading.Thread, Any]:
+    service = open_service(_settings(db_url, tmp))
+    stop = threading.Event()
+    worker = Worker(source, service.pipeline.submit, sinks, batch=batch, block_ms=200)
+
+    def run() -> None:
+        try:
+            worker.run(stop)
+        finally:
+            source.close()
+            service.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return stop, thread, worker
+
+
+# -- partitions and publishing --------------------------------------------------------------------------------
+def test_partition_hash_is_stable_across_processes_and_spreads() -> None:
+    actors = [f"u{i}" for i in range(2000)]
+    here = [partition_of(a, 16) for a in actors]
+    code = ("import sys; from clearcircle.stream.base import partition_of; "
+            "print(','.join(str(partition_of(f'u{i}', 16)) for i in range(2000)))")
+    for seed in ("1", "2"):  # Python's own hash() would differ between these two processes
+        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed},
+                             capture_output=True, text=True, check=True).stdout
+        assert [int(p) for p in out.strip().split(",")] == here
+    counts = Counter(here)
+    assert set(counts) == set(range(16))
+    assert max(counts.values()) < 2 * min(counts.values())  # no partition gets twice another's share
+
+
+def test_events_go_to_the_partition_of_the_account_they_are_about() -> None:
+    at = "2026-03-02T09:00:00+08:00"
+
+    def about(kind: str, actor: str, **body: Any) -> str:
+        return partition_account(parse_event_json(orjson.dumps(
+            {"id": "e", "type": kind, "occurred_at": at, "actor": actor, "body": body})))
+
+    assert about("moderator_action", "mod", target="t", action="ban", reason="spam") == "t"
+    assert about("report", "reporter", target="t", reason="marketing") == "t"
+    assert about("buyer_complaint", "buyer", seller="s", reason="counterfeit") == "s"
+    assert about("friend_request", "a", target="b") == "a"  # decided on the sender's quotas and counters
+    assert about("post_created", "a", surface="moments", text="hi") == "a"
+
+
+@pytest.mark.parametrize("url", ["http://h/x", "redis://h:1/", "redis://h:1/a b", "redis:///x",
+                                 "redis://h:99999/x", "redis://h:1/x?db=z"])
+def test_bad_stream_urls_are_refused(url: str) -> None:
+    with pytest.raises(StreamError):
+        StreamAddress.parse(url)
+    result = runner.invoke(app, ["worker", "--stream", url])
+    assert result.exit_code == 2 and "--stream" in result.output
+
+
+def test_publish_refuses_a_file_with_one_invalid_line_whole(redis_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    _write_events(path, 50, accounts=10, seed=3)
+    lines = path.read_bytes().splitlines()
+    lines.insert(20, b'{"id": "x", "type": "post_created", "occurred_at": "2026-03-01T00:00:00Z", "actor": "a", '
+                     b'"body": {"surface": "nowhere", "text": "hi"}}')
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    result = runner.invoke(app, ["publish", str(path), "--stream", _stream(redis_url, "s")])
+    assert result.exit_code == 2
+    assert "1 invalid event(s), nothing published" in result.output and ":21:" in result.output
+    assert "body.surface" in result.output
+    with redis.Redis.from_url(redis_url) as client:
+        assert client.dbsize() == 0  # not even the partition count was written
+
+
+def test_publish_puts_each_actor_in_its_partition_in_order_and_keeps_the_count(redis_url: str,
+                                                                               tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    events = _write_events(path, 300, accounts=40, seed=5)
+    url = _stream(redis_url, "orders")
+    result = runner.invoke(app, ["publish", str(path), "--stream", url, "--partitions", "4"])
+    assert result.exit_code == 0, result.output
+    assert "300 events" in result.output
+    with redis.Redis.from_url(redis_url) as client:
+        assert int(client.get("orders:partitions")) == 4
+        for p in range(4):
+            got = [orjson.loads(f[b"e"])["id"] for _id, f in client.xrange(f"orders:p{p}")]
+            assert got == [e["id"] for e in events
+                           if _partition(e, 4) == p]
+        again = runner.invoke(app, ["publish", str(path), "--stream", url, "--partitions", "8"])
+        assert again.exit_code == 2 and "has 4 partitions" in again.output
+        assert sum(client.xlen(f"orders:p{p}") for p in range(4)) == 300  # the refused run added nothing
+        assert runner.invoke(app, ["publish", str(path), "--stream", url]).exit_code == 0  # kept count: fine
+        assert sum(client.xlen(f"orders:p{p}") for p in range(4)) == 600
+
+
+def test_publish_to_an_unreachable_redis_is_a_message(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    _write_events(path, 20, accounts=5, seed=1)
+    result = runner.invoke(app, ["publish", str(path), "--stream", "redis://127.0.0.1:1/s"])
+    assert result.exit_code == 2 and "cannot reach Redis" in result.output
+
+
+def test_partitions_are_shared_fairly_and_handed_over(redis_url: str) -> None:
+    """A joining worker gets its share once the others give it up between batches; a worker that stops
+    hands its partitions over at once; each partition has one owner at any time."""
+    address = StreamAddress.parse(_stream(redis_url, "share"))
+    client = connect(address)
+    count = open_partitions(client, address, 6)
+
+    def settle(*sources: RedisSource) -> None:
+        for _ in range(3):  # each looks at the membership, gives up or takes partitions
+            time.sleep(0.12)
+            for source in sources:
+                source.fetch(10, 10)
+
+    a = RedisSource(client, address, count, lease_ms=600, consumer="a")
+    settle(a)
+    assert a.owned == set(range(6))
+    b = RedisSource(client, address, count, lease_ms=600, consumer="b")
+    c = RedisSource(client, address, count, lease_ms=600, consumer="c")
+    settle(b, c, a)
+    settle(a, b, c)
+    owners = [a.owned, b.owned, c.owned]
+    assert [len(o) for o in owners] == [2, 2, 2] and set().union(*owners) == set(range(6))
+    for i in range(6):
+        assert client.get(f"share:lease:{i}").decode() == next(s.me for s in (a, b, c) if i in s.owned)
+    b.close()
+    settle(a, c)
+    assert a.owned | c.owned == set(range(6)) and not a.owned & c.owned and len(a.owned) == 3
+    a.close()
+    c.close()
+    assert client.keys("share:lease:*") == [] and client.zcard("share:workers") == 0
+    client.close()
+
+
+# -- one worker ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("db_backend", ["sqlite"])
+def test_one_worker_decides_like_replay_and_sets_aside_what_is_not_an_event(
+        redis_url: str, make_db_url: Any, tmp_path: Path) -> None:
+    """With one partition a worker sees the file's order exactly, so its decisions must equal replay's."""
+    path = tmp_path / "events.jsonl"
+    events = _write_events(path, 1500, accounts=150, seed=9)
+    url = _stream(redis_url, "one")
+    assert runner.invoke(app, ["publish", str(path), "--stream", url, "--partitions", "1"]).exit_code == 0
+    address = StreamAddress.parse(url)
+    client = connect(address)
+    client.xadd("one:p0", {b"e": b"not json"})  # e.g. written by something else than `publish`
+    stream_db, replay_db = make_db_url(), make_db_url()
+    source = RedisSource(client, address, open_partitions(client, address, None), lease_ms=3000)
+    stop, thread, worker = _run_worker_thread(source, stream_db, tmp_path,
+                                              [RedisDecisionStream(client, address, maxlen=10_000)])
+    try:
+        _wait(lambda: _undelivered(client, "one", 1) == 0 and worker.stats.dead == 1, 120, "the worker")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    _replay(replay_db, path, tmp_path)
+    got, want = _verdicts(stream_db), _verdicts(replay_db)
+    assert len(got) == len(events) and got == want
+    assert _states(stream_db) == _states(replay_db)
+    assert worker.stats.decided == len(events) and worker.stats.duplicates == 0
+    dead = client.xrange("one:dead")
+    assert len(dead) == 1 and dead[0][1][b"data"] == b"not json" and b"(event)" in dead[0][1][b"reason"]
+    out = client.xrange("one:decisions")
+    assert [orjson.loads(f[DECISION])["event_id"] for _i, f in out] == [e["id"] for e in events]
+    assert all(f[DUPLICATE] == b"0" for _i, f in out)
+    assert client.keys("one:lease:*") == [] and client.zcard("one:workers") == 0  # closed: handed back
+    client.close()
+
+
+# -- three worker processes, one killed ----------------------------------------------------------------------
+N_EVENTS = 4000
+
+
+@dataclass
+class ClusterRun:
+    events: list[dict[str, Any]]
+    stream_db: str
+    replay_db: str
+    exit_codes: list[int]
+    pending: int
+    leases_left: list[bytes]
+    decisions_out: list[tuple[dict[str, Any], bool]]
+    killed_after: int  # decisions stored when the worker was killed
+    took_over_s: float  # from the kill until every event was decided
+    seconds: float
+    logs: list[str] = field(default_factory=list)
+
+
+def _create_db(server: Any) -> str:
+    import psycopg
+    from psycopg import sql
+
+    name = f"cc_stream_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return name
+
+
+def _drop_dbs(server: Any, names: list[str]) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
+        for name in names:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _count(db_url: str, table: str) -> int:
+    try:
+        return _rows(db_url, f"SELECT count(*) FROM {table}")[0][0]  # noqa: S608 (a table name of ours)
+    except Exception:  # noqa: BLE001 - not migrated yet
+        return 0
+
+
+@pytest.fixture(scope="module")
+def cluster_run(postgres_server: Any, redis_server: str, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[ClusterRun]:
+    """Three `clearcircle worker` processes on PostgreSQL + Redis; one SIGKILLed a third of the way and
+    started again; then SIGTERM for all. Run once, checked by the tests below."""
+    tmp = tmp_path_factory.mktemp("cluster")
+    dbs = [_create_db(postgres_server), _create_db(postgres_server)]
+    stream_db, replay_db = (postgres_server.url(d) for d in dbs)
+    name = f"c{uuid.uuid4().hex[:8]}"
+    url = _stream(redis_server, name)
+    path = tmp / "events.jsonl"
+    events = _with_cross_account_events(list(generate(N_EVENTS, accounts=400, seed=21)), seed=1)
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARCIRCLE_")}
+    env |= {"CLEARCIRCLE_HASH_KEY": HASH_KEY}
+    argv = [*CLI, "worker", "--stream", url, "--db", stream_db, "--batch", "100", "--claim-timeout", "3",
+            "--log-level", "warning"]
+    logs = [tmp / f"worker{i}.log" for i in range(4)]
+    # the schema first, so three workers do not race to migrate an empty database
+    assert runner.invoke(app, ["db", "upgrade", "--db", stream_db]).exit_code == 0
+    procs: list[subprocess.Popen] = []
+    try:
+        for i in range(3):
+            procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=logs[i].open("wb")))
+        client = redis.Redis.from_url(redis_server)
+        _wait(lambda: client.zcard(f"{name}:workers") == 3, 120, "three workers to join")
+        started = time.monotonic()
+        published = runner.invoke(app, ["publish", str(path), "--stream", url])
+        assert published.exit_code == 0, published.output
+        _wait(lambda: _count(stream_db, "decisions") >= len(events) // 3, 180, "a third of the decisions", 0.02)
+        procs[0].kill()  # SIGKILL: no chance to hand anything over
+        killed_at, killed_after = time.monotonic(), _count(stream_db, "decisions")
+        procs[0].wait()
+        procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=logs[3].open("wb")))
+        _wait(lambda: _count(stream_db, "decisions") >= len(events), 240, "every decision")
+        took_over = time.monotonic() - killed_at
+        _wait(lambda: _undelivered(client, name, 16) == 0, 60, "every entry acknowledged")
+        seconds = time.monotonic() - started
+        # the restarted worker may still be starting (a SIGTERM before its handler is installed is fatal)
+        _wait(lambda: client.zcard(f"{name}:workers") == 3, 120, "the restarted worker to join")
+        for proc in procs[1:]:
+            proc.send_signal(signal.SIGTERM)
+        codes = [proc.wait(timeout=60) for proc in procs[1:]]
+        out = [(orjson.loads(f[DECISION]), f[DUPLICATE] == b"1") for _i, f in client.xrange(f"{name}:decisions")]
+        run = ClusterRun(events, stream_db, replay_db, codes, _pending(client, name, 16),
+                         client.keys(f"{name}:lease:*"), out, killed_after, took_over, seconds,
+                         [log.read_text(errors="replace")[-3000:] for log in logs])
+        _replay(replay_db, path, tmp)
+        client.close()
+        yield run
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        _drop_dbs(postgres_server, dbs)
+
+
+@pytest.mark.postgres
+def test_three_workers_one_killed_decide_every_event_exactly_once_in_account_order(cluster_run: ClusterRun
+                                                                                  ) -> None:
+    run = cluster_run
+    ids = [e["id"] for e in run.events]
+    assert run.exit_codes == [0, 0, 0], run.logs  # SIGTERM: batch finished, partitions handed back, exit 0
+    assert run.leases_left == [] and run.pending == 0
+    assert 0 < run.killed_after < len(ids)  # the kill really happened mid-way
+    # one stored event and one decision per id, nothing twice
+    assert sorted(r.id for r in _rows(run.stream_db, "SELECT id FROM events")) == sorted(ids)
+    assert sorted(r.event_id for r in _rows(run.stream_db, "SELECT event_id FROM decisions")) == sorted(ids)
+    # every decision went out; a redelivered event (the killed worker's uncommitted or unacked batch) came
+    # back as the first decision, marked duplicate, and applied nothing (the rows above are one per id)
+    stored = {r.event_id: orjson.loads(r.payload)
+              for r in _rows(run.stream_db, "SELECT event_id, payload FROM decisions")}
+    first = [d for d, dup in run.decisions_out if not dup]
+    assert sorted(d["event_id"] for d in first) == sorted(ids)  # exactly one non-duplicate per event
+    for decision, _dup in run.decisions_out:
+        assert decision == stored[decision["event_id"]]
+    # the events about each account were decided in the order they were published (events.seq: insertion
+    # order, and units of work commit one after another); about: the partition key (a report: its target)
+    about = {e["id"]: partition_account(parse_event_json(orjson.dumps(e))) for e in run.events}
+    decided = defaultdict(list)
+    for r in _rows(run.stream_db, "SELECT id FROM events ORDER BY seq"):
+        decided[about[r.id]].append(r.id)
+    published = defaultdict(list)
+    for e in run.events:
+        published[about[e["id"]]].append(e["id"])
+    assert decided == published
+    # the audit chain, written by four processes, verifies; one decision row sealed per event
+    service = open_service(_settings(run.stream_db, Path("/nonexistent")), migrate=False)
+    try:
+        checked, problems = service.store.verify_audit()
+    finally:
+        service.close()
+    assert problems == [] and checked >= len(ids)
+    audit_decisions = _rows(run.stream_db, "SELECT count(*) FROM audit WHERE kind = 'decision'")[0][0]
+    assert audit_decisions == len(ids)
+    assert run.took_over_s < 120
+
+
+def _differences(run: ClusterRun) -> tuple[Counter[str], Counter[str], int]:
+    """(event types whose verdict differs from replay's, rules behind the differences, differing account
+    states)."""
+    got, want = _verdicts(run.stream_db), _verdicts(run.replay_db)
+    types = {e["id"]: e["type"] for e in run.events}
+    differ = [i for i in want if got.get(i) != want[i]]
+    payloads = {r.event_id: orjson.loads(r.payload) for r in _rows(
+        run.stream_db, "SELECT event_id, payload FROM decisions")}
+    replayed = {r.event_id: orjson.loads(r.payload) for r in _rows(
+        run.replay_db, "SELECT event_id, payload FROM decisions")}
+    rules: Counter[str] = Counter()
+    for i in differ:
+        rules.update(set(payloads[i]["rules"]) ^ set(replayed[i]["rules"]))
+    s1, s2 = _states(run.stream_db), _states(run.replay_db)
+    states = sum(1 for a in s2.keys() | s1.keys() if s1.get(a) != s2.get(a))
+    return Counter(types[i] for i in differ), rules, states
+
+
+def _same_up_to_order_and_report_weights(states: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Account states with friend lists sorted and the weights of report / complaint marks dropped: the two
+    things a stream may legitimately decide in another order than the file (see the test below)."""
+    def unweighed(marks: dict[str, Any]) -> dict[str, Any]:
+        return {who: {k: v for k, v in m.items() if k != "weight"} for who, m in marks.items()}
+
+    return {a: {**s, "friends": sorted(s.get("friends", [])), "reports": unweighed(s.get("reports", {})),
+                "complaints": unweighed(s.get("complaints", {}))} for a, s in states.items()}
+
+
+@pytest.mark.postgres
+def test_three_workers_give_replays_verdicts_and_states_up_to_order(cluster_run: ClusterRun) -> None:
+    """What does hold against a single-process replay of the same file, on the generated mix with
+    cross-account events (moderator actions, bursts of reports against eight targets).
+
+    Events go to the partition of the account they are about (`partition_account`: a moderator action and
+    a report to their target, a complaint to the seller), so everything a rule reads of that account (its
+    counters, its received reports, its measures) is in file order and every verdict equals replay's. Two
+    things are still written or read across partitions: befriending adds each account to the other's friend
+    list from the answerer's partition (a friend list can end in another order, the same set), and a
+    report's weight reads the reporter's state (a reporter banned or suspended a moment earlier in its own
+    partition may still weigh 0.02 instead of 0). Neither changes a verdict here: `report-escalation` needs
+    a weight of 3.0 that fresh reporters do not reach. The exact comparison is the xfail test below."""
+    got, want = _verdicts(cluster_run.stream_db), _verdicts(cluster_run.replay_db)
+    assert got == want and len(got) == len(cluster_run.events)
+    assert _same_up_to_order_and_report_weights(_states(cluster_run.stream_db)) == \
+        _same_up_to_order_and_report_weights(_states(cluster_run.replay_db))
+
+
+@pytest.mark.postgres
+@pytest.mark.xfail(strict=True, reason=(
+    "events go to the partition of the account they are about, so events about different accounts are "
+    "decided in another order than the file's: measured on the cross-account mix (4,249 events, 307 reports, "
+    "27 moderator actions; 2 runs), 0 verdicts differ but 26-27 of about 400 account states do: friend lists "
+    "in another order (befriending writes both accounts from the answerer's partition) and 9-10 targets "
+    "holding a report weighed 0.02 where replay weighs 0 (the reporter's ban, in its own partition, not yet "
+    "applied)"))
+def test_three_workers_equal_replay_exactly(cluster_run: ClusterRun) -> None:
+    types, rules, states = _differences(cluster_run)
+    assert (sum(types.values()), states) == (0, 0), (types, rules)
+
+
+def _on_partition(prefix: str, partition: int, partitions: int) -> str:
+    return next(f"{prefix}{i}" for i in range(10_000) if partition_of(f"{prefix}{i}", partitions) == partition)
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite"])
+def test_a_moderators_action_goes_to_the_targets_partition_and_is_seen_in_file_order(
+        redis_url: str, make_db_url: Any, tmp_path: Path) -> None:
+    """Routed by its actor, the ban would sit in the moderator's partition (1) and the banned account's next
+    post, in partition 0 (read first by the one worker), would be allowed; routed to the target it is
+    decided before the post, as in replay."""
+    target, moderator = _on_partition("user-", 0, 2), _on_partition("mod-", 1, 2)
+    at = "2026-03-02T09:00:0{}+08:00"
+    events = [
+        {"id": "r", "type": "account_registered", "occurred_at": at.format(0), "actor": target,
+         "body": {"account_type": "personal"}},
+        {"id": "ban", "type": "moderator_action", "occurred_at": at.format(1), "actor": moderator,
+         "body": {"target": target, "action": "ban", "reason": "spam"}},
+        {"id": "post", "type": "post_created", "occurred_at": at.format(2), "actor": target,
+         "body": {"surface": "moments", "text": "hello again"}},
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    url = _stream(redis_url, "mod")
+    assert runner.invoke(app, ["publish", str(path), "--stream", url, "--partitions", "2"]).exit_code == 0
+    address = StreamAddress.parse(url)
+    client = connect(address)
+    stream_db, replay_db = make_db_url(), make_db_url()
+    stop, thread, _worker = _run_worker_thread(RedisSource(client, address, 2, lease_ms=3000), stream_db,
+                                               tmp_path, [])
+    try:
+        _wait(lambda: _undelivered(client, "mod", 2) == 0, 60, "the worker")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        client.close()
+    _replay(replay_db, path, tmp_path)
+    assert _verdicts(replay_db)["post"] != "allow"  # replay: the banned account's post is acted on
+    assert partition_account(parse_event_json(orjson.dumps(events[1]))) == target
+    assert _verdicts(stream_db)["post"] == _verdicts(replay_db)["post"]
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite"])
+def test_a_batch_committed_but_never_acked_is_taken_over_and_comes_back_as_duplicates(
+        redis_url: str, make_db_url: Any, tmp_path: Path) -> None:
+    """A worker dies between its commit and its XACK: once its lease expires another worker claims the
+    pending entries, decides them first, and gets the stored decisions back (duplicate), applying nothing."""
+    path = tmp_path / "events.jsonl"
+    events = _write_events(path, 400, accounts=40, seed=13)
+    url = _stream(redis_url, "dup")
+    assert runner.invoke(app, ["publish", str(path), "--stream", url, "--partitions", "2"]).exit_code == 0
+    address = StreamAddress.parse(url)
+    client = connect(address)
+    db = make_db_url()
+    dying = RedisSource(client, address, 2, lease_ms=1000, consumer="dying")
+    service = open_service(_settings(db, tmp_path))
+    try:
+        batches = dying.fetch(150, 100)
+        first = service.pipeline.submit([parse_event_json(e.data) for b in batches for e in b.entries])
+    finally:
+        service.close()
+    dying._stop.set()  # as if SIGKILLed after the commit: no ack, no heartbeat, leases left to expire
+    died = time.monotonic()
+    assert _pending(client, "dup", 2) == len(first) > 0
+    stop, thread, worker = _run_worker_thread(RedisSource(client, address, 2, lease_ms=1000, consumer="heir"),
+                                              db, tmp_path, [RedisDecisionStream(client, address)], batch=100)
+    try:
+        _wait(lambda: _undelivered(client, "dup", 2) == 0, 60, "the takeover")
+        took = time.monotonic() - died
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    out = [(orjson.loads(f[DECISION]), f[DUPLICATE] == b"1") for _i, f in client.xrange("dup:decisions")]
+    client.close()
+    partition = {e["id"]: _partition(e, 2) for e in events}
+    for p in (0, 1):  # in each partition, the pending entries before anything new
+        flags = [dup for d, dup in out if partition[d["event_id"]] == p]
+        assert flags == sorted(flags, reverse=True)
+    duplicates = sorted((d for d, dup in out if dup), key=lambda d: d["event_id"])
+    assert duplicates == sorted((o.decision for o in first), key=lambda d: d["event_id"])  # first decision back
+    assert worker.stats.duplicates == len(first) and worker.stats.decided == len(events)
+    assert len(_verdicts(db)) == len(events) and _rows(db, "SELECT count(*) FROM events")[0][0] == len(events)
+    assert took < 15  # lease (1 s) + heartbeat/rebalance interval, with a wide margin for a busy machine
+
+
+# -- webhook ------------------------------------------------------------------------------------------------
+class _Hook(BaseHTTPRequestHandler):
+    """Answers 503 to the first `fail_first` requests, then 204; records what it accepted."""
+
+    fail_first = 0
+    seen: list[tuple[bytes, dict[str, str]]] = []
+    accepted: list[tuple[bytes, dict[str, str]]] = []
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with self.lock:
+            headers = {k.lower(): v for k, v in self.headers.items()}  # header names are case-insensitive
+            self.seen.append((body, headers))
+            ok = len(self.seen) > self.fail_first
+            if ok:
+                self.accepted.append((body, headers))
+        self.send_response(204 if ok else 503)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite"])
+def test_webhook_gets_every_decision_once_signed_after_failures(redis_url: str, make_db_url: Any,
+                                                                tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    events = _write_events(path, 120, accounts=20, seed=4)
+    url = _stream(redis_url, "hook")
+    assert runner.invoke(app, ["publish", str(path), "--stream", url, "--partitions", "4"]).exit_code == 0
+    _Hook.fail_first, _Hook.seen, _Hook.accepted = 5, [], []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = StreamAddress.parse(url)
+    client = connect(address)
+    secret = b"s3cret"
+    deliverer = WebhookDeliverer(client, address, f"http://127.0.0.1:{server.server_port}/hook", secret, "d1",
+                                 claim_ms=3000, backoff_s=0.05, backoff_cap_s=0.2)
+    stop_hook = threading.Event()
+    hook_thread = threading.Thread(target=deliverer.run, args=(stop_hook,), daemon=True)
+    hook_thread.start()
+    source = RedisSource(client, address, open_partitions(client, address, None), lease_ms=3000)
+    stop, thread, _worker = _run_worker_thread(source, make_db_url(), tmp_path,
+                                               [RedisDecisionStream(client, address)], batch=50)
+    try:
+        _wait(lambda: len(_Hook.accepted) >= len(events), 120, "every decision at the webhook")
+        time.sleep(0.5)  # anything sent twice would arrive now
+    finally:
+        stop.set()
+        stop_hook.set()
+        thread.join(timeout=30)
+        hook_thread.join(timeout=30)
+        server.shutdown()
+    assert len(_Hook.seen) == len(events) + 5  # the five refused attempts were retried, nothing more
+    ids = []
+    for body, headers in _Hook.accepted:
+        expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+        assert headers["x-clearcircle-signature"] == expected == sign(secret, body)
+        decision = orjson.loads(body)
+        assert headers["x-clearcircle-event-id"] == decision["event_id"] and "verdict" in decision
+        ids.append(decision["event_id"])
+    assert sorted(ids) == sorted(e["id"] for e in events)
+    assert client.xpending("hook:decisions", "webhook")["pending"] == 0
+    client.close()
+
+
+def test_worker_refuses_a_webhook_without_a_secret(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["worker", "--stream", "redis://127.0.0.1:1/s", "--webhook", "http://h/x"])
+    assert result.exit_code == 2 and "--webhook-secret-file" in result.output
+    empty = tmp_path / "secret"
+    empty.write_text("\n")
+    result = runner.invoke(app, ["worker", "--stream", "redis://127.0.0.1:1/s", "--webhook", "http://h/x",
+                                 "--webhook-secret-file", str(empty)])
+    assert result.exit_code == 2 and "empty webhook secret file" in result.output

@@ -1,0 +1,57 @@
+"""`clearcircle bench --stream` (clearcircle/stream/bench.py): one short run on the test servers prints the
+replay and the 1- and 2-worker figures with the targets and the load average, and exits 0; bad options are
+messages. Cost: about 20-40 s on the shared 2-core machine (three interpreters start, 3 x 300 decisions)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from clearcircle.cli.main import app
+from clearcircle.stream.bench import TARGET_EVENTS_S, StreamBench
+
+runner = CliRunner()
+
+
+def _rate(output: str, label: str) -> float:
+    found = re.search(rf"^{re.escape(label)}: ([\d,]+) events/s$", output, re.M)
+    assert found, f"no {label!r} figure in:\n{output}"
+    return float(found.group(1).replace(",", ""))
+
+
+@pytest.mark.postgres
+def test_bench_stream_prints_the_three_figures_and_the_targets(postgres_server: Any, redis_server: str) -> None:
+    result = runner.invoke(app, ["bench", "--stream", "--events", "300", "--batch", "100",
+                                 "--db", postgres_server.url("postgres"), "--redis", redis_server],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "events: 300" in out
+    for label in ("replay, 1 process", "stream, 1 worker", "stream, 2 workers"):
+        assert _rate(out, label) > 0
+    assert re.search(r"^target >= 5,000 events/s with 2 workers: (met|not met)$", out, re.M)
+    assert re.search(r"^target 2 workers >= 1.6 x 1 worker: (met|not met)$", out, re.M)
+    assert re.search(r"^load average: [\d.]+ [\d.]+ [\d.]+", out, re.M)
+
+
+def test_the_targets_are_judged_from_the_figures() -> None:
+    assert StreamBench(1, stream={1: 3200, 2: 5200}).targets() == [
+        (f">= {TARGET_EVENTS_S:,} events/s with 2 workers", True), ("2 workers >= 1.6 x 1 worker", True)]
+    assert [met for _t, met in StreamBench(1, stream={1: 4000, 2: 5200}).targets()] == [True, False]
+    assert [met for _t, met in StreamBench(1, stream={1: 600, 2: 900}).targets()] == [False, False]
+    assert [met for _t, met in StreamBench(1, stream={1: 600}).targets()] == [None, None]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--redis", "redis://127.0.0.1:1"], "--redis needs --stream"),
+    (["--stream", "--db", "sqlite:///x.db"], "needs PostgreSQL"),
+    (["--stream", "--redis", "http://h:1"], "expected redis://"),
+    (["--stream", "--db", "postgresql://nobody@127.0.0.1:1/x", "--redis", "redis://127.0.0.1:1"],
+     "cannot reach Redis"),
+])
+def test_bench_stream_refuses_bad_options_with_a_message(argv: list[str], message: str) -> None:
+    result = runner.invoke(app, ["bench", "--events", "100", *argv], env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and message in result.output, result.output
