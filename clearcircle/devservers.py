@@ -35,6 +35,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it is still running after `timeout` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def find_pg_bindir() -> Path | None:
     """Debian's /usr/lib/postgresql/<highest version>/bin holding initdb and pg_ctl, or None."""
     def version(path: str) -> tuple[int, ...]:
@@ -214,12 +226,7 @@ def redis_server(workdir: Path | None = None) -> Iterator[str]:
             break
         yield url
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            stop_process(proc, 10)
         if own_dir:
             shutil.rmtree(work, ignore_errors=True)

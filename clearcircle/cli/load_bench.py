@@ -33,6 +33,7 @@ import orjson
 import typer
 
 from clearcircle.cli.common import console, fail
+from clearcircle.devservers import free_port, stop_process
 from clearcircle.synthetic import generate
 
 SINGLE_RPS_TARGET = 1_000
@@ -201,11 +202,7 @@ async def _run(seconds: float, connections: int, batch: int, batch_connections: 
     host = "127.0.0.1"
     with tempfile.TemporaryDirectory(prefix="cc-load-") as tmp_name:
         tmp = Path(tmp_name)
-        import socket
-
-        with socket.socket() as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1]
+        port = free_port()
         proc, key = _start_server(tmp, port, log_level, rate)
         try:
             try:
@@ -238,12 +235,7 @@ async def _run(seconds: float, connections: int, batch: int, batch_connections: 
                 ok = await _soak(host, port, key, proc.pid, soak_minutes, connections) and ok
             return ok
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, 30)
 
 
 async def _soak(host: str, port: int, key: str, pid: int, minutes: float, connections: int) -> bool:
