@@ -427,8 +427,12 @@ def test_three_workers_one_killed_decide_every_event_exactly_once_in_account_ord
     # back as the first decision, marked duplicate, and applied nothing (the rows above are one per id)
     stored = {r.event_id: orjson.loads(r.payload)
               for r in _rows(run.stream_db, "SELECT event_id, payload FROM decisions")}
-    first = [d for d, dup in run.decisions_out if not dup]
-    assert sorted(d["event_id"] for d in first) == sorted(ids)  # exactly one non-duplicate per event
+    first = [d["event_id"] for d, dup in run.decisions_out if not dup]
+    assert len(first) == len(set(first))  # never two first decisions of one event
+    assert {d["event_id"] for d, _dup in run.decisions_out} == set(ids)  # no decision lost
+    # a batch the killed worker committed but had not sent yet is sent by the next owner as the stored
+    # decision marked duplicate (docs/stream.md): at most the one batch it held (--batch 100) is so
+    assert len(set(ids) - set(first)) <= 100
     for decision, _dup in run.decisions_out:
         assert decision == stored[decision["event_id"]]
     # the events about each account were decided in the order they were published (events.seq: insertion
