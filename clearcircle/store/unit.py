@@ -30,15 +30,6 @@ def _chunks(items: list[Any], size: int = _CHUNK) -> Iterable[list[Any]]:
         yield items[i : i + size]
 
 
-def _upsert(conn: Connection, table: Any, rows: list[dict[str, Any]], keys: list[str]) -> None:
-    if not rows:
-        return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table)
-    cols = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
-    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=cols), rows)
-
-
 def _insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
     """Plain bulk insert through the driver: the hot path skips SQLAlchemy's per-row parameter work."""
     if not rows:
