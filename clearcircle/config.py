@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     rate_limit_burst: int = 3000
     # counter hits in Redis (redis://host:port/db) instead of the database; None: the database (embedded default)
     redis_url: str | None = None
+    # the event stream (redis://HOST:PORT/NAME, docs/stream.md) that `POST /v1/events?async=true` publishes to;
+    # None: the API decides synchronously only and `async=true` is a 409
+    stream_url: str | None = None
 
 
 def identifier_key(settings: Settings) -> bytes:

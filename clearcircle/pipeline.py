@@ -35,7 +35,7 @@ from clearcircle.signals.graph import attach as attach_graph
 from clearcircle.signals.merchant import attach as attach_merchants
 from clearcircle.signals.registry import SignalRegistry, load_builtin_signals
 from clearcircle.store.repository import CampaignRows, PublishedPacks, Store, now_ms
-from clearcircle.store.unit import UnitOfWork, WorkingSet, dumps
+from clearcircle.store.unit import UnitConflict, UnitOfWork, WorkingSet, dumps
 
 _SUBJECT_FIELDS = ("target", "seller", "referee", "item_owner")
 _CASE_SOURCES = {"report": "report", "buyer_complaint": "complaint"}  # review queue: where a case came from
@@ -75,14 +75,20 @@ class Pipeline:
         self.packs = PackBook(pack, self.registry)  # the newest published pack, else `pack` (once a batch)
         self.merchants = MerchantBook()  # S10 records of the batch's actors, read once a batch
         self.graph = GraphBook()  # findings of the latest `detect` run (S2/S3/S4/S13), re-read when a newer run exists
+        self.conflicts = 0  # batches decided again after an optimistic unit lost (store.unit.UnitConflict)
 
     def submit(self, events: Sequence[Event]) -> list[Outcome]:
-        """Decide each event once (by id), in order, and commit them together."""
+        """Decide each event once (by id), in order, and commit them together.
+
+        Decided optimistically first (on PostgreSQL other workers decide meanwhile; see Store.unit); if
+        another worker's unit changed the same account in a way that cannot be merged, or stored one of these
+        event ids first, the batch is decided again holding the audit head, which cannot conflict."""
         with self._lock:
             try:
                 return self._submit(events)
-            except IntegrityError:  # another process stored one of these ids first: its decision stands
-                return self._submit(events)
+            except (IntegrityError, UnitConflict):  # an id stored first by another process: its decision stands
+                self.conflicts += 1
+                return self._submit(events, exclusive=True)
 
     @contextmanager
     def staff_unit(self) -> Iterator[UnitOfWork]:
@@ -91,10 +97,10 @@ class Pipeline:
         with self._lock, self.store.unit(self._working_set) as uow:
             yield uow
 
-    def _submit(self, events: Sequence[Event]) -> list[Outcome]:
+    def _submit(self, events: Sequence[Event], exclusive: bool = False) -> list[Outcome]:
         outcomes: list[Outcome] = []
         events = [self._prepare(e) for e in events]
-        with self.store.unit(self._working_set) as uow:
+        with self.store.unit(self._working_set, events=True, exclusive=exclusive) as uow:
             accounts: set[str] = set()
             keys: set[str] = set()
             registering: list[str] = []
@@ -109,11 +115,12 @@ class Pipeline:
             since = min((to_ms(e) for e in events), default=0) - MAX_WINDOW_MS
             uow.prefetch([e.id for e in events], accounts, keys, since)
             uow.prefetch_links(pairs, registering)
-            if not uow.reused:  # someone else wrote since our last unit; publications, campaigns, merchant
-                # steps and detector runs are all audited writes, so with no other writer none of them changed
+            if not uow.reused:  # something other than units of events wrote since our last unit: publications,
+                # campaigns, merchant steps and detector runs are all audited writes, so without one none changed
                 self.pack = self.packs.refresh(PublishedPacks(uow.conn))  # a newly published pack, no restart
                 self.campaigns.refresh(self.pack, CampaignRows(uow.conn))
                 self.graph.refresh(uow.conn)
+            self.merchants.forget(uow.forgotten)  # another worker's unit changed them (an application)
             self.merchants.load(uow.conn, {e.actor for e in events}, keep=uow.reused)
             for event in events:
                 stored = uow.decided.get(event.id)
@@ -155,10 +162,8 @@ class Pipeline:
         decision, not as a fact before it: the friend cap (S8) refuses an accept that would pass it."""
         if event.type != "friend_request_answered" or not event.body.accepted:
             return
-        for a, b in ((event.actor, event.body.target), (event.body.target, event.actor)):
-            state = uow.touch(a)
-            if b not in state.friends:
-                state.friends.append(b)
+        uow.add_friend(event.actor, event.body.target)
+        uow.add_friend(event.body.target, event.actor)
 
     def _decide(self, uow: UnitOfWork, event: Event) -> dict:
         at_ms = to_ms(event)

@@ -1,10 +1,17 @@
 """Events through Redis Streams to stateless workers (clearcircle/stream, docs/stream.md), on a real Redis and a
-real PostgreSQL: publishing refuses a bad file whole; one worker decides like `replay`; three worker processes,
-one SIGKILLed mid-way and restarted, decide every event exactly once, each account's events in order, with
-an intact audit chain and nothing left pending; a failing webhook gets every decision once it recovers, signed.
+real PostgreSQL: publishing refuses a bad file whole; one worker decides like `replay`; a worker loads what
+deciding needs before it joins; three worker processes, one SIGKILLed mid-way and restarted, decide issue 10's
+100,000 generated events (106,213 with the cross-account ones) exactly once, each account's events in order,
+with an intact audit chain and nothing left pending, and the same verdicts as `clearcircle replay` of the file,
+every other difference classified; a failing webhook gets every decision once it recovers, signed.
 
-Cost: about 50-70 s in all on the shared 2-core machine, 25-40 s of it the three-process scenario (4,249 events;
-three interpreters starting, a 3 s claim timeout after the kill, then a replay of the file for comparison).
+Cost, measured on the shared 2-core machine (load average 4-5 from others' jobs): the three-process scenario,
+`time pytest -q tests/test_stream.py -k three_workers`, 3 min 55 s and 5 min 9 s in two runs (the
+4,249-event version took 25-40 s). Of the slower run: generating the file 2 s, publishing it 13 s, the three
+workers deciding it 165 s (about 640 events/s, with the kill and its 3 s claim timeout), `clearcircle
+replay` into another database alongside them 252 s (the two compete for the cores; run one after the other
+they took 127 s + 87 s at load 4), and reading both stores back to compare them about 35 s. The rest of the
+file adds about 25 s; the whole file took 3 min 49 s in a third run (load 4.9; the scenario's fixture 189 s).
 """
 
 from __future__ import annotations
@@ -19,11 +26,11 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pytest
@@ -45,6 +52,7 @@ HASH_KEY = "stream-test-key"
 _SCRIPT = Path(sys.executable).with_name("clearcircle")  # the console script of this venv
 CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-c", "from clearcircle.cli.main import app; app()"]
 runner = CliRunner()
+T = TypeVar("T")
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
@@ -310,7 +318,14 @@ def test_one_worker_decides_like_replay_and_sets_aside_what_is_not_an_event(
 
 
 # -- three worker processes, one killed ----------------------------------------------------------------------
-N_EVENTS = 4000
+# Issue 10's proof, at its size: 100,000 generated events over 10,000 accounts (Zipf-like activity, so the
+# accounts' events interleave) plus the cross-account events of `_with_cross_account_events`.
+N_EVENTS = 100_000
+N_ACCOUNTS = 10_000
+WORKER_BATCH = 500  # events per unit of work in each worker (fewer, larger units: fewer commits and lock waits)
+PARTITIONS = 16
+REPLAY_BATCH = 5000  # the single-process reference commits larger batches: same decisions, fewer round trips
+MIN_RATE = 150  # events/s below which the scenario is reported stuck (timeouts scale with the size)
 
 
 @dataclass
@@ -323,9 +338,18 @@ class ClusterRun:
     leases_left: list[bytes]
     decisions_out: list[tuple[dict[str, Any], bool]]
     killed_after: int  # decisions stored when the worker was killed
-    took_over_s: float  # from the kill until every event was decided
-    seconds: float
+    took_over_s: float  # from the kill until the killed worker held no lease and no pending entry
+    seconds: dict[str, float]  # per phase: generate, publish, decide (stream), replay (alongside), all
+    audit: tuple[int, list[Any]]  # the stream store's verify_audit(): rows checked, problems
     logs: list[str] = field(default_factory=list)
+    read: dict[tuple[str, str], Any] = field(default_factory=dict)  # see `once`
+
+    def once(self, what: Callable[[str], T], db_url: str) -> T:
+        """`what(db_url)` read once per run: the comparisons read the same 100,000 rows several times."""
+        key = (what.__name__, db_url)
+        if key not in self.read:
+            self.read[key] = what(db_url)
+        return self.read[key]
 
 
 def _create_db(server: Any) -> str:
@@ -347,65 +371,127 @@ def _drop_dbs(server: Any, names: list[str]) -> None:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def _count(db_url: str, table: str) -> int:
-    try:
-        return _rows(db_url, f"SELECT count(*) FROM {table}")[0][0]  # noqa: S608 (a table name of ours)
-    except Exception:  # noqa: BLE001 - not migrated yet
-        return 0
+class _Counter:
+    """count(*) of a table over one kept connection (polled often while the workers run)."""
+
+    def __init__(self, db_url: str) -> None:
+        self.engine = create_engine(db_url)
+
+    def __call__(self, table: str) -> int:
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()  # noqa: S608 (ours)
+        except Exception:  # noqa: BLE001 - not migrated yet
+            return 0
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _held_by(client: redis.Redis, name: str, consumer: str, partitions: int) -> int:
+    """Leases plus pending entries a worker still holds."""
+    leases = sum(client.get(f"{name}:lease:{i}") == consumer.encode() for i in range(partitions))
+    return leases + sum(len(client.xpending_range(f"{name}:p{i}", GROUP, "-", "+", 10, consumername=consumer))
+                        for i in range(partitions))
+
+
+def _decisions_out(client: redis.Redis, name: str, page: int = 10_000) -> list[tuple[dict[str, Any], bool]]:
+    out, start = [], "-"
+    while rows := client.xrange(f"{name}:decisions", start, "+", count=page):
+        out += [(orjson.loads(f[DECISION]), f[DUPLICATE] == b"1") for _i, f in rows]
+        start = "(" + rows[-1][0].decode()
+    return out
 
 
 @pytest.fixture(scope="module")
 def cluster_run(postgres_server: Any, redis_server: str, tmp_path_factory: pytest.TempPathFactory
                 ) -> Iterator[ClusterRun]:
     """Three `clearcircle worker` processes on PostgreSQL + Redis; one SIGKILLed a third of the way and
-    started again; then SIGTERM for all. Run once, checked by the tests below."""
+    another started; then SIGTERM for all. `clearcircle replay` of the same file decides it into another
+    database meanwhile, for comparison. Run once, checked by the tests below."""
     tmp = tmp_path_factory.mktemp("cluster")
     dbs = [_create_db(postgres_server), _create_db(postgres_server)]
     stream_db, replay_db = (postgres_server.url(d) for d in dbs)
     name = f"c{uuid.uuid4().hex[:8]}"
     url = _stream(redis_server, name)
     path = tmp / "events.jsonl"
-    events = _with_cross_account_events(list(generate(N_EVENTS, accounts=400, seed=21)), seed=1)
+    seconds: dict[str, float] = {}
+    began = started = time.monotonic()
+    events = _with_cross_account_events(list(generate(N_EVENTS, accounts=N_ACCOUNTS, seed=21)), seed=1)
     path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    seconds["generate"] = time.monotonic() - started
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARCIRCLE_")}
     env |= {"CLEARCIRCLE_HASH_KEY": HASH_KEY}
-    argv = [*CLI, "worker", "--stream", url, "--db", stream_db, "--batch", "100", "--claim-timeout", "3",
-            "--log-level", "warning"]
+    argv = [*CLI, "worker", "--stream", url, "--db", stream_db, "--batch", str(WORKER_BATCH), "--claim-timeout",
+            "3", "--log-level", "warning"]
     logs = [tmp / f"worker{i}.log" for i in range(4)]
+    limit = len(events) / MIN_RATE
+
+    def wait(condition: Any, timeout: float, what: str, interval: float = 0.2) -> None:
+        try:
+            _wait(condition, timeout, what, interval)
+        except AssertionError as exc:  # say why: the workers' own last words
+            tails = "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-1500:]}" for log in logs
+                              if log.exists())
+            raise AssertionError(f"{exc}\n{tails}") from None
+
     # the schema first, so three workers do not race to migrate an empty database
     assert runner.invoke(app, ["db", "upgrade", "--db", stream_db]).exit_code == 0
     procs: list[subprocess.Popen] = []
+    replays: list[subprocess.Popen] = []
+    count = _Counter(stream_db)
+    client = redis.Redis.from_url(redis_server)
     try:
         for i in range(3):
             procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=logs[i].open("wb")))
-        client = redis.Redis.from_url(redis_server)
-        _wait(lambda: client.zcard(f"{name}:workers") == 3, 120, "three workers to join")
+        wait(lambda: client.zcard(f"{name}:workers") == 3, 120, "three workers to join")
         started = time.monotonic()
-        published = runner.invoke(app, ["publish", str(path), "--stream", url])
+        published = runner.invoke(app, ["publish", str(path), "--stream", url, "--partitions", str(PARTITIONS)])
         assert published.exit_code == 0, published.output
-        _wait(lambda: _count(stream_db, "decisions") >= len(events) // 3, 180, "a third of the decisions", 0.02)
+        seconds["publish"] = time.monotonic() - started
+        # the reference, at the same time: `clearcircle replay` of the same file in one process, into its own
+        # database (the workers leave most of a core idle: they wait on each other and on PostgreSQL)
+        replay_log = tmp / "replay.log"
+        replaying = subprocess.Popen([*CLI, "replay", str(path), "--db", replay_db, "--batch", str(REPLAY_BATCH)],
+                                     env=env, stdout=replay_log.open("wb"), stderr=subprocess.STDOUT)
+        replays.append(replaying)
+        replayed: dict[str, float] = {}
+        threading.Thread(target=lambda: (replaying.wait(), replayed.setdefault("at", time.monotonic())),
+                         daemon=True).start()
+        wait(lambda: count("decisions") >= len(events) // 3, limit, "a third of the decisions")
+        victim = next(w.decode() for w in client.zrange(f"{name}:workers", 0, -1)
+                      if f"-{procs[0].pid}-" in w.decode())
         procs[0].kill()  # SIGKILL: no chance to hand anything over
-        killed_at, killed_after = time.monotonic(), _count(stream_db, "decisions")
+        killed_at, killed_after = time.monotonic(), count("decisions")
         procs[0].wait()
         procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=logs[3].open("wb")))
-        _wait(lambda: _count(stream_db, "decisions") >= len(events), 240, "every decision")
+        wait(lambda: _held_by(client, name, victim, PARTITIONS) == 0, 120, "the killed worker's partitions taken")
         took_over = time.monotonic() - killed_at
-        _wait(lambda: _undelivered(client, name, 16) == 0, 60, "every entry acknowledged")
-        seconds = time.monotonic() - started
+        wait(lambda: count("decisions") >= len(events), limit, "every decision")
+        wait(lambda: _undelivered(client, name, PARTITIONS) == 0, 60, "every entry acknowledged")
+        seconds["decide"] = time.monotonic() - started
         # the restarted worker may still be starting (a SIGTERM before its handler is installed is fatal)
-        _wait(lambda: client.zcard(f"{name}:workers") == 3, 120, "the restarted worker to join")
+        wait(lambda: client.zcard(f"{name}:workers") == 3, 120, "the restarted worker to join")
         for proc in procs[1:]:
             proc.send_signal(signal.SIGTERM)
         codes = [proc.wait(timeout=60) for proc in procs[1:]]
-        out = [(orjson.loads(f[DECISION]), f[DUPLICATE] == b"1") for _i, f in client.xrange(f"{name}:decisions")]
-        run = ClusterRun(events, stream_db, replay_db, codes, _pending(client, name, 16),
-                         client.keys(f"{name}:lease:*"), out, killed_after, took_over, seconds,
-                         [log.read_text(errors="replace")[-3000:] for log in logs])
-        _replay(replay_db, path, tmp)
-        client.close()
+        service = open_service(_settings(stream_db, tmp), migrate=False)
+        try:
+            audit = service.store.verify_audit()
+        finally:
+            service.close()
+        run = ClusterRun(events, stream_db, replay_db, codes, _pending(client, name, PARTITIONS),
+                         client.keys(f"{name}:lease:*"), _decisions_out(client, name), killed_after, took_over,
+                         seconds, audit, [log.read_text(errors="replace")[-3000:] for log in logs])
+        assert replaying.wait(timeout=limit) == 0, replay_log.read_text(errors="replace")[-3000:]
+        seconds["replay"] = replayed.get("at", time.monotonic()) - started
+        seconds["all"] = time.monotonic() - began
+        print(f"cluster scenario: {len(events):,} events; seconds {seconds}; load {os.getloadavg()}")
         yield run
     finally:
-        for proc in procs:
+        client.close()
+        count.close()
+        for proc in [*procs, *replays]:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
@@ -431,8 +517,8 @@ def test_three_workers_one_killed_decide_every_event_exactly_once_in_account_ord
     assert len(first) == len(set(first))  # never two first decisions of one event
     assert {d["event_id"] for d, _dup in run.decisions_out} == set(ids)  # no decision lost
     # a batch the killed worker committed but had not sent yet is sent by the next owner as the stored
-    # decision marked duplicate (docs/stream.md): at most the one batch it held (--batch 100) is so
-    assert len(set(ids) - set(first)) <= 100
+    # decision marked duplicate (docs/stream.md): at most the one batch it held is so
+    assert len(set(ids) - set(first)) <= WORKER_BATCH
     for decision, _dup in run.decisions_out:
         assert decision == stored[decision["event_id"]]
     # the events about each account were decided in the order they were published (events.seq: insertion
@@ -446,75 +532,155 @@ def test_three_workers_one_killed_decide_every_event_exactly_once_in_account_ord
         published[about[e["id"]]].append(e["id"])
     assert decided == published
     # the audit chain, written by four processes, verifies; one decision row sealed per event
-    service = open_service(_settings(run.stream_db, Path("/nonexistent")), migrate=False)
-    try:
-        checked, problems = service.store.verify_audit()
-    finally:
-        service.close()
+    checked, problems = run.audit
     assert problems == [] and checked >= len(ids)
     audit_decisions = _rows(run.stream_db, "SELECT count(*) FROM audit WHERE kind = 'decision'")[0][0]
     assert audit_decisions == len(ids)
-    assert run.took_over_s < 120
+    # the killed worker's partitions and pending entries were taken over about a claim timeout (3 s) after the
+    # kill, plus a heartbeat and the survivors' batch in hand; the bound is wide for a busy shared machine
+    assert run.took_over_s < 60
 
 
-def _differences(run: ClusterRun) -> tuple[Counter[str], Counter[str], int]:
-    """(event types whose verdict differs from replay's, rules behind the differences, differing account
-    states)."""
-    got, want = _verdicts(run.stream_db), _verdicts(run.replay_db)
+# -- comparing with the replay: what differs, and why ---------------------------------------------------------
+def _hits(db_url: str) -> list[tuple[str, str, int, str, str]]:
+    return [tuple(r) for r in _rows(db_url, "SELECT key, name, at_ms, event_id, member FROM counter_hits")]
+
+
+def _why_states_differ(run: ClusterRun) -> dict[str, list[str]]:
+    """Each account whose stored state differs from replay's, with the reasons found (sorted):
+
+    - `friend order`: the same friends in another order (befriending writes both accounts from the
+      answerer's partition, so who is appended first depends on timing);
+    - `report weight, reporter in another partition`: a report or complaint mark that differs only in its
+      weight, filed by an account routed to another partition than the target: the weight reads the
+      reporter's state (age, reputation, ban, suspension), which that partition's worker may not have
+      brought up to the report's moment yet, or already brought past it;
+    - anything else: `other: <field>` (or `report weight, same partition`), which no ordering explains."""
+    mine, theirs = run.once(_states, run.stream_db), run.once(_states, run.replay_db)
+    reasons: dict[str, list[str]] = {}
+    for account in sorted(mine.keys() | theirs.keys()):
+        a, b = mine.get(account), theirs.get(account)
+        if a == b:
+            continue
+        if a is None or b is None:
+            reasons[account] = ["other: only in " + ("replay" if a is None else "the stream")]
+            continue
+        why: set[str] = set()
+        for key in sorted(a.keys() | b.keys()):
+            x, y = a.get(key), b.get(key)
+            if x == y:
+                continue
+            if key == "friends" and sorted(x or []) == sorted(y or []):
+                why.add("friend order")
+            elif key in ("reports", "complaints") and set(x or {}) == set(y or {}) and all(
+                    {**x[who], "weight": 0} == {**y[who], "weight": 0} for who in x or {}):
+                for who in x or {}:
+                    if x[who] != y[who]:
+                        apart = partition_of(who, PARTITIONS) != partition_of(account, PARTITIONS)
+                        why.add(f"{key[:-1]} weight, " + ("reporter in another partition" if apart
+                                                          else "same partition"))
+            else:
+                why.add(f"other: {key}")
+        reasons[account] = sorted(why)
+    return reasons
+
+
+def _why_hits_differ(run: ClusterRun) -> Counter[str]:
+    """Counter hits only in the stream's store or only in replay's, by reason:
+
+    - `stranger test read a friend list another partition writes`: a `friend_request_strangers` hit is
+      recorded when the asker and the person asked are not friends and share no friend
+      (`signals.counters.stranger`); that reads the other person's friend list and, for both, friends added
+      by accepts decided in other partitions, which may not be decided yet (or be decided already);
+    - anything else: `other: <counter name>`."""
+    mine, theirs = set(run.once(_hits, run.stream_db)), set(run.once(_hits, run.replay_db))
+    return Counter("stranger test read a friend list another partition writes"
+                   if name == "friend_request_strangers" else f"other: {name}"
+                   for _key, name, _at, _event, _member in mine ^ theirs)
+
+
+EXPLAINED = {"friend order", "report weight, reporter in another partition",
+             "complaint weight, reporter in another partition",
+             "stranger test read a friend list another partition writes"}
+
+
+def _summary(run: ClusterRun) -> str:
+    """One compact line per kind of difference from replay: verdicts (by event type and rule), counter
+    hits, and account states (by reason, with a few accounts as examples)."""
+    got, want = run.once(_verdicts, run.stream_db), run.once(_verdicts, run.replay_db)
+    differ = [i for i in want.keys() | got.keys() if got.get(i) != want.get(i)]
     types = {e["id"]: e["type"] for e in run.events}
-    differ = [i for i in want if got.get(i) != want[i]]
-    payloads = {r.event_id: orjson.loads(r.payload) for r in _rows(
-        run.stream_db, "SELECT event_id, payload FROM decisions")}
-    replayed = {r.event_id: orjson.loads(r.payload) for r in _rows(
-        run.replay_db, "SELECT event_id, payload FROM decisions")}
-    rules: Counter[str] = Counter()
-    for i in differ:
-        rules.update(set(payloads[i]["rules"]) ^ set(replayed[i]["rules"]))
-    s1, s2 = _states(run.stream_db), _states(run.replay_db)
-    states = sum(1 for a in s2.keys() | s1.keys() if s1.get(a) != s2.get(a))
-    return Counter(types[i] for i in differ), rules, states
-
-
-def _same_up_to_order_and_report_weights(states: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Account states with friend lists sorted and the weights of report / complaint marks dropped: the two
-    things a stream may legitimately decide in another order than the file (see the test below)."""
-    def unweighed(marks: dict[str, Any]) -> dict[str, Any]:
-        return {who: {k: v for k, v in m.items() if k != "weight"} for who, m in marks.items()}
-
-    return {a: {**s, "friends": sorted(s.get("friends", [])), "reports": unweighed(s.get("reports", {})),
-                "complaints": unweighed(s.get("complaints", {}))} for a, s in states.items()}
+    lines = [f"{len(run.events):,} events; verdicts differing: {len(differ)} "
+             f"{dict(Counter(types.get(i, '?') for i in differ))}"]
+    if differ:
+        payloads = {r.event_id: orjson.loads(r.payload) for r in _rows(
+            run.stream_db, "SELECT event_id, payload FROM decisions")}
+        replayed = {r.event_id: orjson.loads(r.payload) for r in _rows(
+            run.replay_db, "SELECT event_id, payload FROM decisions")}
+        rules: Counter[str] = Counter()
+        for i in differ:
+            rules.update(set(payloads.get(i, {}).get("rules", [])) ^ set(replayed.get(i, {}).get("rules", [])))
+        lines.append(f"  rules behind them: {dict(rules)}")
+    hits, replay_hits = set(run.once(_hits, run.stream_db)), set(run.once(_hits, run.replay_db))
+    lines.append(f"counter hits: {len(hits - replay_hits)} only in the stream, {len(replay_hits - hits)} only in "
+                 f"replay (of {len(replay_hits):,}): {dict(_why_hits_differ(run))}")
+    reasons = _why_states_differ(run)
+    by_reason: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for account, why in reasons.items():
+        by_reason[tuple(why)].append(account)
+    lines.append(f"account states differing: {len(reasons)} of {len(run.once(_states, run.replay_db)):,}")
+    for why, accounts in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
+        lines.append(f"  {len(accounts)}: {' + '.join(why)} (e.g. {', '.join(accounts[:3])})")
+    return "\n".join(lines)
 
 
 @pytest.mark.postgres
-def test_three_workers_give_replays_verdicts_and_states_up_to_order(cluster_run: ClusterRun) -> None:
+def test_three_workers_match_replay_up_to_cross_partition_reads(cluster_run: ClusterRun) -> None:
     """What does hold against a single-process replay of the same file, on the generated mix with
-    cross-account events (moderator actions, bursts of reports against eight targets).
+    cross-account events (moderator actions, bursts of reports against eight targets): one decision per
+    event, the same verdicts, an audit chain that verifies, counter hits that are each of a decided event,
+    never twice, and the same as replay's, and the same account states up to what the stream decides in
+    another order than the file (docs/stream.md, Ordering).
 
     Events go to the partition of the account they are about (`partition_account`: a moderator action and
     a report to their target, a complaint to the seller), so everything a rule reads of that account (its
-    counters, its received reports, its measures) is in file order and every verdict equals replay's. Two
-    things are still written or read across partitions: befriending adds each account to the other's friend
-    list from the answerer's partition (a friend list can end in another order, the same set), and a
-    report's weight reads the reporter's state (a reporter banned or suspended a moment earlier in its own
-    partition may still weigh 0.02 instead of 0). Neither changes a verdict here: `report-escalation` needs
-    a weight of 3.0 that fresh reporters do not reach. The exact comparison is the xfail test below."""
-    got, want = _verdicts(cluster_run.stream_db), _verdicts(cluster_run.replay_db)
-    assert got == want and len(got) == len(cluster_run.events)
-    assert _same_up_to_order_and_report_weights(_states(cluster_run.stream_db)) == \
-        _same_up_to_order_and_report_weights(_states(cluster_run.replay_db))
+    counters, its received reports, its measures) is in file order. Some things are still written or read
+    across partitions: befriending adds each account to the other's friend list from the answerer's
+    partition (the store keeps the lists sorted, but an older store may end them in another order: the same
+    set), the stranger test of a friend request reads both accounts' friend lists (a befriending in another
+    partition may not be decided yet), and a report's weight reads the reporter's state (a reporter banned,
+    suspended or registered a moment earlier in its own partition may weigh differently). Any other
+    difference fails here, with `_summary` saying what and where."""
+    run = cluster_run
+    got, want = run.once(_verdicts, run.stream_db), run.once(_verdicts, run.replay_db)
+    summary = _summary(run)
+    assert len(got) == len(want) == len(run.events), summary
+    assert got == want, summary
+    checked, problems = run.audit
+    assert problems == [] and checked >= len(run.events)
+    hits = run.once(_hits, run.stream_db)
+    assert {h[3] for h in hits} <= got.keys()  # every hit is of a decided event
+    assert len({(h[0], h[1], h[3]) for h in hits}) == len(hits)  # no event counted twice under one key
+    assert set(_why_hits_differ(run)) <= EXPLAINED, summary
+    unexplained = {a: why for a, why in _why_states_differ(run).items() if not set(why) <= EXPLAINED}
+    assert unexplained == {}, summary
+
+
+XFAIL_REASON = (
+    "events go to the partition of the account they are about, so events about different accounts are decided "
+    "in another order than the file's. Measured on 106,213 events (3 runs): 0 verdicts differ, but 1 counter hit "
+    "of 104,067 does (a friend_request_strangers hit: the mutual-friend test read friend lists another "
+    "partition had not brought up to that moment) and 116-129 of 10,003 account states do (a report or "
+    "complaint mark weighed with the reporter's state as its own partition had it then); friend lists are "
+    "kept sorted by the store, so their order no longer differs (docs/stream.md, The proof)")
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason=(
-    "events go to the partition of the account they are about, so events about different accounts are "
-    "decided in another order than the file's: measured on the cross-account mix (4,249 events, 307 reports, "
-    "27 moderator actions; 2 runs), 0 verdicts differ but 26-27 of about 400 account states do: friend lists "
-    "in another order (befriending writes both accounts from the answerer's partition) and 9-10 targets "
-    "holding a report weighed 0.02 where replay weighs 0 (the reporter's ban, in its own partition, not yet "
-    "applied)"))
+@pytest.mark.xfail(strict=True, reason=XFAIL_REASON)
 def test_three_workers_equal_replay_exactly(cluster_run: ClusterRun) -> None:
-    types, rules, states = _differences(cluster_run)
-    assert (sum(types.values()), states) == (0, 0), (types, rules)
+    got, want = cluster_run.once(_verdicts, cluster_run.stream_db), cluster_run.once(_verdicts, cluster_run.replay_db)
+    differences = (_why_hits_differ(cluster_run), _why_states_differ(cluster_run))
+    assert (got == want, *differences) == (True, Counter(), {}), _summary(cluster_run)
 
 
 def _on_partition(prefix: str, partition: int, partitions: int) -> str:
@@ -676,3 +842,30 @@ def test_worker_refuses_a_webhook_without_a_secret(tmp_path: Path) -> None:
     result = runner.invoke(app, ["worker", "--stream", "redis://127.0.0.1:1/s", "--webhook", "http://h/x",
                                  "--webhook-secret-file", str(empty)])
     assert result.exit_code == 2 and "empty webhook secret file" in result.output
+
+
+# -- starting a worker ----------------------------------------------------------------------------------------
+def test_a_worker_loads_what_deciding_needs_before_it_joins(redis_url: str, tmp_path: Path) -> None:
+    """`clearcircle worker` loads the marketing model, its kernels, the image libraries and the OCR engine
+    (`signals.warmup.warm_up`) before it announces itself: a joined worker can be handed partitions at once and
+    its first batch must not wait seconds for them. When it first shows up among the stream's workers, its
+    log already says it is ready and what it loaded; a SIGTERM then stops it cleanly."""
+    log = tmp_path / "worker.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARCIRCLE_")} | {"CLEARCIRCLE_HASH_KEY": HASH_KEY}
+    proc = subprocess.Popen([*CLI, "worker", "--stream", _stream(redis_url, "ready"), "--db",
+                             f"sqlite:///{tmp_path / 'w.db'}", "--log-level", "info"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    client = redis.Redis.from_url(redis_url)
+    try:
+        _wait(lambda: client.zcard("ready:workers") == 1 or proc.poll() is not None, 120, "the worker", 0.01)
+        written = log.read_text(errors="replace")  # what it had logged when it joined
+        assert proc.poll() is None, written
+        ready = [line for line in map(orjson.loads, (x for x in written.splitlines() if x.startswith("{")))
+                 if line["msg"].startswith("worker ready")]
+        assert len(ready) == 1, written
+        assert set(ready[0]["warm_up_s"]) == {"marketing model", "scoring kernel", "image libraries", "OCR engine"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    assert code == 0 and client.zcard("ready:workers") == 0  # left the stream on the way out
+    client.close()

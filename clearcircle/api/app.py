@@ -6,19 +6,16 @@ input with the same field paths; the OpenAPI schema still documents every event 
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shutil
 import tempfile
-import time
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -26,15 +23,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from clearcircle import __version__
 from clearcircle.api import review_routes
 from clearcircle.api.auth import require
-from clearcircle.api.coalesce import Coalescer
+from clearcircle.api.event_routes import EventFastPath, EventRoutes
 from clearcircle.api.metrics import Metrics, MetricsMiddleware
 from clearcircle.api.pack_files import write_pack_files
 from clearcircle.api.ratelimit import RateLimit, limiter_for
+from clearcircle.api.stream_ingest import StreamPublisher
 from clearcircle.console import mount as mount_console
 from clearcircle.enforcement.state import AccountState
-from clearcircle.events.schemas import EVENT_ADAPTER, EventError, parse_batch_json, parse_event_json
+from clearcircle.events.schemas import EVENT_ADAPTER, EventError
 from clearcircle.merchants import registry as merchant_registry
-from clearcircle.obs.logs import event_context
 from clearcircle.policy.campaigns import (
     CampaignError,
     CampaignSpec,
@@ -49,7 +46,6 @@ from clearcircle.signals.quota import quota_report
 from clearcircle.store.repository import CampaignConflict, StoredCounters, now_ms
 
 MAX_BODY_BYTES = 16 * 1024 * 1024  # the default of Settings.max_body_bytes
-_decisions_log = logging.getLogger("clearcircle.decisions")
 _EVENT_SCHEMA = EVENT_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
 
 
@@ -83,6 +79,24 @@ _DECISION_FIELDS = tuple((name, f.default) for name, f in DecisionOut.model_fiel
 
 class BatchOut(BaseModel):
     decisions: list[DecisionOut]
+
+
+class AcceptedOut(BaseModel):
+    """`?async=true`: the events were valid and are on the stream, in their accounts' partitions; a stream
+    worker decides them (read the decision later with GET /v1/decisions/{event_id})."""
+
+    accepted: list[str] = Field(description="the ids of the events put on the stream, in order")
+    stream: str = Field(description="the stream's name")
+
+
+_ASYNC_DOC = ("true: validate the event(s) as usual, then put them on the configured event stream for the stream "
+              "workers to decide and answer 202 with their ids, storing nothing (docs/stream.md). 409 when the "
+              "server has no stream configured; 503 (Retry-After) when the stream's Redis is unavailable")
+_ASYNC_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": AcceptedOut, "description": "async=true: accepted onto the event stream, not decided yet"},
+    409: {"description": "async=true, but this server has no event stream configured"},
+    503: {"description": "async=true, but the event stream is unavailable; retry"},
+}
 
 
 AccountId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -200,53 +214,41 @@ def create_app(service: Service) -> FastAPI:
         return _error(422, "invalid request", errors)
 
     settings = service.settings
+    app.state.metrics = metrics = Metrics(service.store)
+    stream = StreamPublisher(settings.stream_url) if settings.stream_url else None  # ?async=true
+    app.state.event_routes = events = EventRoutes(service, metrics, stream, _DECISION_FIELDS)
+    # innermost of ours: the two hot event routes are answered here, without the router (api/event_routes.py)
+    app.add_middleware(EventFastPath, routes=events, auth=integrator)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     limiter = limiter_for(settings)  # in this process, or shared through Redis (api/ratelimit.py); None: off
     if limiter is not None:  # inside the metrics middleware, so 429s are counted
         app.add_middleware(RateLimit, bucket=limiter)
-    app.state.metrics = metrics = Metrics(service.store)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: serves GET /metrics, counts statuses
 
-    coalescer = Coalescer(lambda events: service.pipeline.submit(events))  # late-bound: the live pipeline
-
-    async def decide(events: list[Any], route: str) -> list[dict[str, Any]]:
-        """Run the pipeline off the event loop; count, time and log each decision (with its event id)."""
-        started = time.perf_counter()
-        if route == "single":  # grouped with the other single events waiting (api/coalesce.py)
-            outcomes = [await coalescer.decide(events[0])]
-        else:
-            outcomes = await run_in_threadpool(service.pipeline.submit, events)
-        metrics.observe(route, [e.type for e in events], outcomes, time.perf_counter() - started)
-        out = []
-        for event, outcome in zip(events, outcomes, strict=True):
-            d = outcome.decision
-            if _decisions_log.isEnabledFor(logging.INFO):
-                _decisions_log.info("decided", extra={"event_id": event.id, "type": event.type,
-                                                      "verdict": d["verdict"], "rules": d["rules"],
-                                                      "duplicate": outcome.duplicate})
-            out.append({**{k: d.get(k, v) for k, v in _DECISION_FIELDS}, "duplicate": outcome.duplicate})
-        return out
+    def _response(answer: tuple[int, bytes, list[tuple[bytes, bytes]]]) -> Response:
+        status, body, headers = answer
+        return Response(body, status_code=status, media_type="application/json",
+                        headers={k.decode(): v.decode() for k, v in headers})
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:
         # worker: the process that answered (`serve --workers N` runs N of them behind one port)
         return {"status": "ok", "pack_version": service.pack.version, "worker": os.getpid()}
 
-    @app.post("/v1/events", tags=["events"], response_model=DecisionOut,
+    # Served by EventFastPath (same answers); these stay for the OpenAPI schema, the role table and as fallback.
+    @app.post("/v1/events", tags=["events"], response_model=DecisionOut, responses=_ASYNC_RESPONSES,
               openapi_extra=_event_body_spec(False))
-    async def post_event(request: Request, _role: str = Depends(integrator)) -> Response:
+    async def post_event(request: Request, is_async: bool = Query(False, alias="async", description=_ASYNC_DOC),
+                         _role: str = Depends(integrator)) -> Response:
         """Decide one event. The same id again returns the first decision with `duplicate: true`."""
-        event = parse_event_json(await request.body())
-        with event_context(event.id):
-            # the wire shape of DecisionOut, serialised once by orjson (no second validation by the model)
-            return Response(orjson.dumps((await decide([event], "single"))[0]), media_type="application/json")
+        return _response(await events.answer("single", await request.body(), is_async))
 
-    @app.post("/v1/events/batch", tags=["events"], response_model=BatchOut,
+    @app.post("/v1/events/batch", tags=["events"], response_model=BatchOut, responses=_ASYNC_RESPONSES,
               openapi_extra=_event_body_spec(True, service.settings.max_batch))
-    async def post_batch(request: Request, _role: str = Depends(integrator)) -> Response:
+    async def post_batch(request: Request, is_async: bool = Query(False, alias="async", description=_ASYNC_DOC),
+                         _role: str = Depends(integrator)) -> Response:
         """Decide up to `max_batch` events in order, atomically: one invalid event refuses the whole batch."""
-        events = parse_batch_json(await request.body(), service.settings.max_batch)
-        return Response(orjson.dumps({"decisions": await decide(events, "batch")}), media_type="application/json")
+        return _response(await events.answer("batch", await request.body(), is_async))
 
     @app.get("/v1/decisions/{event_id:path}", tags=["events"], response_model=DecisionOut)
     def get_decision(event_id: str, _role: str = Depends(readers)) -> DecisionOut:

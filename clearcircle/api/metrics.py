@@ -51,7 +51,8 @@ class Metrics:
     def __init__(self, store: Store) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.events = Counter("clearcircle_events", "Events received, by type and whether the id was new",
+        self.events = Counter("clearcircle_events", "Events received, by type and outcome (decided, duplicate: the "
+                              "id was decided before, published: put on the stream by async=true)",
                               ["type", "outcome"], registry=r)
         self.verdicts = Counter("clearcircle_verdicts", "Decisions made, by verdict", ["verdict"], registry=r)
         self.rules = Counter("clearcircle_rule_hits", "Rules fired, by rule and mode (enforce/shadow)",
@@ -61,21 +62,36 @@ class Metrics:
         self.requests = Counter("clearcircle_http_requests", "HTTP requests answered, by method and status",
                                 ["method", "status"], registry=r)
         r.register(_OpenCases(store))
+        # labelled children by (metric, labels): `labels()` validates and locks on every call, 4x an `inc`
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, made once."""
+        child = self._children.get((metric, *labels))
+        if child is None:  # label sets are few (types, verdicts, rules, statuses): the dict stays small
+            child = self._children[(metric, *labels)] = metric.labels(*labels)
+        return child
 
     def observe(self, route: str, types: Sequence[str], outcomes: Sequence[Any], seconds: float) -> None:
         """Count one request's events (types in order) and their outcomes (pipeline.Outcome)."""
-        self.latency.labels(route).observe(seconds)
+        child = self.child
+        child(self.latency, route).observe(seconds)
         for kind, outcome in zip(types, outcomes, strict=True):
             if outcome.duplicate:
-                self.events.labels(kind, "duplicate").inc()
+                child(self.events, kind, "duplicate").inc()
                 continue
             d = outcome.decision
-            self.events.labels(kind, "decided").inc()
-            self.verdicts.labels(d["verdict"]).inc()
+            child(self.events, kind, "decided").inc()
+            child(self.verdicts, d["verdict"]).inc()
             for rule in d["rules"]:
-                self.rules.labels(rule, "enforce").inc()
+                child(self.rules, rule, "enforce").inc()
             for rule in d["shadow_rules"]:
-                self.rules.labels(rule, "shadow").inc()
+                child(self.rules, rule, "shadow").inc()
+
+    def accepted(self, types: Sequence[str]) -> None:
+        """Count events published to the stream by `?async=true` (a worker decides and counts them later)."""
+        for kind in types:
+            self.child(self.events, kind, "published").inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -102,7 +118,7 @@ class MetricsMiddleware:
 
         async def counted(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                self.metrics.requests.labels(method, str(message["status"])).inc()
+                self.metrics.child(self.metrics.requests, method, str(message["status"])).inc()
             await send(message)
 
         await self.app(scope, receive, counted)

@@ -7,10 +7,12 @@ single-event requests/s with p99 <= 10 ms; >= 10,000 events/s through the batch 
 then keeps a steady load and samples the server's resident memory: start (after a warm-up), end, max, and
 whether the end stays within 10% of the start.
 
-The client is a few lines of asyncio streams on uvloop rather than an HTTP library: it runs on the same
-cores as the server, and a client that costs a tenth of what it measures disturbs the figures least. The
-server's own CPU seconds per request are printed too: that figure does not depend on what else the machine
-is running.
+The client runs on the same cores as the server, so it should cost as little as it can: `wrk` (Debian
+package `wrk`, C, event-driven) when it is installed, fed pre-generated bodies by a small Lua script; else a
+few lines of asyncio streams on uvloop (`--client python`, always used for the soak). The report says which.
+`--workers N` runs `serve --workers N` (N processes; on SQLite they take turns at the write lock). The
+server's own CPU seconds per request (all its processes) are printed too: that figure depends much less than
+throughput on what else the machine is running.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -52,8 +55,16 @@ class Phase:
     statuses: Counter[int] = field(default_factory=Counter)
     events: int = 0
     cpu_seconds: float = 0.0  # the server's
+    summary: dict[float, float] | None = None  # wrk's: quantile -> ms (its latencies are not kept one by one)
+    answered: int = 0  # requests answered 200, when `latencies` is not kept (wrk)
+
+    @property
+    def ok(self) -> int:
+        return self.answered or len(self.latencies)
 
     def pct(self, q: float) -> float:
+        if self.summary is not None:
+            return self.summary.get(q, float("nan"))
         if not self.latencies:
             return float("nan")
         ordered = sorted(self.latencies)
@@ -61,7 +72,7 @@ class Phase:
 
     @property
     def rps(self) -> float:
-        return len(self.latencies) / self.seconds if self.seconds else 0.0
+        return self.ok / self.seconds if self.seconds else 0.0
 
     @property
     def eps(self) -> float:
@@ -98,16 +109,42 @@ class _Conn:
         self.writer.close()
 
 
+def _tree(pid: int) -> list[int]:
+    """The process and its descendants (`serve --workers N`: the supervisor and its N workers)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime + stime
+    """utime + stime of the process and its descendants, in seconds."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / _CLK_TCK
 
 
 def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of the process and its descendants, in MB."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            lines = Path(f"/proc/{p}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in lines if line.startswith("VmRSS:")), 0)
+    return total / 1024
 
 
 def _event_bodies(prefix: str) -> Iterator[bytes]:
@@ -147,15 +184,78 @@ async def _drive(host: str, port: int, key: str, phase: Phase, path: str, bodies
     phase.cpu_seconds = _cpu_seconds(pid) - cpu0
 
 
+_WRK_SCRIPT = r"""
+-- bench-load's wrk script: POST the bodies of a file (one a line) in turn; print a JSON summary at the end
+local path, key, bodies, i = nil, nil, {}, 0
+function init(args)
+  path, key = args[1], args[2]
+  for line in io.lines(args[3]) do bodies[#bodies + 1] = line end
+end
+function request()
+  i = i % #bodies + 1
+  return wrk.format("POST", path, {["X-API-Key"] = key, ["Content-Type"] = "application/json"}, bodies[i])
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'CCJSON {"requests":%d,"duration_us":%d,"status":%d,"socket":%d,"p50":%d,"p90":%d,"p99":%d,"max":%d,"mean":%f}\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
+end
+"""
+
+
+async def _drive_wrk(tmp: Path, host: str, port: int, key: str, phase: Phase, path: str, bodies: Iterator[bytes],
+                     per_request: int, seconds: float, connections: int, pid: int, rate_cap: float) -> None:
+    """The same phase driven by wrk (one thread): bodies generated beforehand, `rate_cap` requests/s' worth of
+    them (wrk cycles through the file, so more requests than that would repeat event ids: reported)."""
+    script, data = tmp / "bench.lua", tmp / f"bodies-{phase.name.split()[0]}.txt"
+    script.write_text(_WRK_SCRIPT)
+    count = max(100, int(rate_cap * seconds))
+    with data.open("wb") as fh:
+        for _ in range(count):
+            if per_request == 1:
+                fh.write(next(bodies) + b"\n")
+            else:
+                fh.write(b'{"events":[' + b",".join(itertools.islice(bodies, per_request)) + b"]}\n")
+    cpu0, started = _cpu_seconds(pid), time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s", "-s", str(script),
+        f"http://{host}:{port}", "--", path, key, str(data), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
+    out, _ = await proc.communicate()
+    phase.seconds = time.perf_counter() - started
+    phase.cpu_seconds = _cpu_seconds(pid) - cpu0
+    line = next((ln for ln in out.decode(errors="replace").splitlines() if ln.startswith("CCJSON ")), None)
+    if proc.returncode != 0 or line is None:
+        raise fail(f"wrk failed (exit {proc.returncode}):\n{out.decode(errors='replace')[-2000:]}")
+    got = orjson.loads(line[len("CCJSON "):])
+    phase.seconds = got["duration_us"] / 1e6
+    phase.answered = got["requests"] - got["status"]  # the server answers 200 or an error status
+    phase.events = phase.answered * per_request
+    phase.statuses[200] = phase.answered
+    if got["status"]:
+        phase.statuses[0] = got["status"]  # non-2xx, statuses not told apart by wrk
+    if got["socket"]:
+        phase.statuses[-1] = got["socket"]  # connect/read/write errors and timeouts
+    phase.summary = {0.5: got["p50"] / 1000, 0.9: got["p90"] / 1000, 0.99: got["p99"] / 1000,
+                     1.0: got["max"] / 1000, -1.0: got["mean"] / 1000}
+    if got["requests"] > count:
+        console.print(f"  [yellow]note[/yellow]: wrk sent {got['requests']:,} requests from {count:,} bodies; the "
+                      "rest repeated event ids (answered as duplicates, cheaper than new events)")
+
+
 def _report(phase: Phase, per_request: int) -> None:
-    ok = len(phase.latencies)
+    ok = phase.ok
     bad = {s: n for s, n in phase.statuses.items() if s != 200}
     console.print(f"[bold]{phase.name}[/bold]: {ok} requests in {phase.seconds:.1f}s = {phase.rps:,.0f} req/s, "
-                  f"{phase.eps:,.0f} events/s" + (f"  (non-200: {bad})" if bad else ""))
+                  f"{phase.eps:,.0f} events/s" + (f"  (non-200: {bad}; 0: any non-2xx with wrk, -1: socket "
+                                                   "errors)" if bad else ""))
     if ok:
+        top, mean = ((phase.pct(1.0), phase.pct(-1.0)) if phase.summary is not None else
+                     (max(phase.latencies) * 1000, statistics.fmean(phase.latencies) * 1000))
         console.print(f"  latency ms: p50 {phase.pct(0.50):.2f}  p90 {phase.pct(0.90):.2f}  "
-                      f"p99 {phase.pct(0.99):.2f}  max {max(phase.latencies) * 1000:.1f}  "
-                      f"mean {statistics.fmean(phase.latencies) * 1000:.2f}")
+                      f"p99 {phase.pct(0.99):.2f}  max {top:.1f}  mean {mean:.2f}")
         console.print(f"  server CPU: {phase.cpu_seconds:.1f}s = {phase.cpu_seconds / ok * 1e3:.2f} ms a request, "
                       f"{phase.cpu_seconds / max(phase.events, 1) * 1e6:.0f} µs an event "
                       f"(one free core: ~{ok / max(phase.cpu_seconds, 1e-9) * per_request:,.0f} events/s)")
@@ -165,7 +265,8 @@ def _verdict(name: str, met: bool, detail: str) -> None:
     console.print(f"  {'[green]met[/green]' if met else '[red]NOT met[/red]'} {name}: {detail}")
 
 
-def _start_server(tmp: Path, port: int, log_level: str, rate: float) -> tuple[subprocess.Popen[bytes], str]:
+def _start_server(tmp: Path, port: int, log_level: str, rate: float,
+                  workers: int) -> tuple[subprocess.Popen[bytes], str]:
     from clearcircle.store.repository import Store
 
     url = f"sqlite:///{tmp / 'load.db'}"
@@ -176,51 +277,81 @@ def _start_server(tmp: Path, port: int, log_level: str, rate: float) -> tuple[su
     env = {**os.environ, "CLEARCIRCLE_DB_URL": url, "CLEARCIRCLE_KEY_FILE": str(tmp / "hash.key"),
            "CLEARCIRCLE_RATE_LIMIT_PER_S": str(rate)}
     env.pop("CLEARCIRCLE_REDIS_URL", None)
+    env.pop("CLEARCIRCLE_STREAM_URL", None)
     log = (tmp / "serve.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-c", "from clearcircle.cli.main import app; app()", "serve",
-                             "--port", str(port), "--log-level", log_level], cwd=tmp, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+                             "--port", str(port), "--log-level", log_level, "--workers", str(workers)], cwd=tmp,
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
     return proc, key
 
 
-async def _wait_up(host: str, port: int, proc: subprocess.Popen[bytes], limit: float = 120) -> None:
-    deadline = time.monotonic() + limit
+async def _healthz_worker(host: str, port: int) -> int | None:
+    """The pid of the worker that answered GET /healthz on a new connection, None if none answered."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
+    except (OSError, TimeoutError):
+        return None
+    try:
+        writer.write(f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+        answer = await asyncio.wait_for(reader.read(), 10)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        return int(orjson.loads(body)["worker"]) if head.startswith(b"HTTP/1.1 200") else None
+    except (OSError, TimeoutError, ValueError, KeyError, orjson.JSONDecodeError):
+        return None
+    finally:
+        writer.close()
+
+
+async def _wait_up(host: str, port: int, proc: subprocess.Popen[bytes], workers: int, limit: float = 180) -> None:
+    """Until /healthz has been answered by `workers` different processes (each imported the engine)."""
+    deadline, seen = time.monotonic() + limit, set()
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError("serve exited at start")
-        try:
-            _r, w = await asyncio.open_connection(host, port)
-            w.close()
+        pid = await _healthz_worker(host, port)
+        if pid is None:
+            await asyncio.sleep(0.2)
+            continue
+        seen.add(pid)
+        if len(seen) >= workers:
             return
-        except OSError:
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"serve did not listen within {limit:.0f}s")
+    raise RuntimeError(f"serve did not answer from {workers} worker(s) within {limit:.0f}s (seen: {len(seen)})")
 
 
 async def _run(seconds: float, connections: int, batch: int, batch_connections: int, soak_minutes: float,
-               log_level: str, rate: float) -> bool:
+               log_level: str, rate: float, workers: int, client: str) -> bool:
     host = "127.0.0.1"
     with tempfile.TemporaryDirectory(prefix="cc-load-") as tmp_name:
         tmp = Path(tmp_name)
         port = free_port()
-        proc, key = _start_server(tmp, port, log_level, rate)
+        proc, key = _start_server(tmp, port, log_level, rate, workers)
         try:
             try:
-                await _wait_up(host, port, proc)
+                await _wait_up(host, port, proc, workers)
             except RuntimeError as exc:
                 raise fail(f"{exc}:\n{(tmp / 'serve.log').read_text(errors='replace')[-3000:]}") from None
             load = os.getloadavg()
-            console.print(f"serve pid {proc.pid} on {host}:{port}, SQLite in a temp folder; {os.cpu_count()} cores, "
-                          f"load average {load[0]:.1f} before the run (the machine is shared: figures vary with it)")
+            console.print(f"serve pid {proc.pid} on {host}:{port}, {workers} worker process(es), SQLite in a temp "
+                          f"folder; {os.cpu_count()} cores, load average {load[0]:.1f} before the run (the machine "
+                          f"is shared: figures vary with it); client: "
+                          + ("wrk (one thread)" if client == "wrk" else "bench-load's own (asyncio on uvloop)"))
+
+            async def drive(phase: Phase, path: str, bodies: Iterator[bytes], per_request: int, secs: float,
+                            conns: int, cap: float) -> None:
+                if client == "wrk":
+                    await _drive_wrk(tmp, host, port, key, phase, path, bodies, per_request, secs, conns, proc.pid,
+                                     cap)
+                else:
+                    await _drive(host, port, key, phase, path, bodies, per_request, secs, conns, proc.pid)
+
             warm = Phase("warm-up")
-            await _drive(host, port, key, warm, "/v1/events", _event_bodies("w"), 1, min(3.0, seconds), 2, proc.pid)
+            await drive(warm, "/v1/events", _event_bodies("w"), 1, min(3.0, seconds), 2, 3000)
             single = Phase(f"single events ({connections} connections)")
-            await _drive(host, port, key, single, "/v1/events", _event_bodies("s"), 1, seconds, connections,
-                         proc.pid)
+            await drive(single, "/v1/events", _event_bodies("s"), 1, seconds, connections, 3000)
             _report(single, 1)
             batches = Phase(f"batches of {batch} ({batch_connections} connections)")
-            await _drive(host, port, key, batches, "/v1/events/batch", _event_bodies("b"), batch, seconds,
-                         batch_connections, proc.pid)
+            await drive(batches, "/v1/events/batch", _event_bodies("b"), batch, seconds, batch_connections,
+                        max(2, 15_000 / batch))
             _report(batches, batch)
             console.print("[bold]targets[/bold]")
             _verdict("single-event throughput", single.rps >= SINGLE_RPS_TARGET,
@@ -277,15 +408,26 @@ def bench_load(
     log_level: Annotated[str, typer.Option(help="the server's log level (serve's default: info)")] = "info",
     rate_limit: Annotated[float, typer.Option(help="the server's per-key requests/s (high: limiter on, "
                                                    "never refusing)")] = 1e9,
+    workers: Annotated[int, typer.Option(min=1, max=16, help="serve --workers N (SQLite: one writer at a "
+                                                            "time)")] = 1,
+    client: Annotated[str, typer.Option(help="load generator: wrk (Debian package wrk), python (bench-load's "
+                                             "own), auto: wrk when installed")] = "auto",
 ) -> None:
     """Load `serve` on loopback: single events, then batches; p50/p99 latency, throughput, targets met or not."""
+    if client not in ("auto", "wrk", "python"):
+        raise fail(f"--client {client!r}: one of auto, wrk, python")
+    if client == "auto":
+        client = "wrk" if shutil.which("wrk") else "python"
+    elif client == "wrk" and not shutil.which("wrk"):
+        raise fail("--client wrk: wrk is not installed (Debian package wrk: apt-get install wrk)")
     try:
         import uvloop
 
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
         runner = asyncio.run
-    ok = runner(_run(seconds, connections, batch, batch_connections, soak_minutes, log_level, rate_limit))
+    ok = runner(_run(seconds, connections, batch, batch_connections, soak_minutes, log_level, rate_limit, workers,
+                     client))
     if not ok:
         console.print("some targets not met (exit 1)")
         raise typer.Exit(1)

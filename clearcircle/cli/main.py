@@ -76,13 +76,28 @@ def serve(host: str = "127.0.0.1", port: int = 8000, db: DbOpt = None, pack: Pac
               min=1, help="worker processes sharing the port, each with its own store connections; they share "
                           "rate limits and counters through Redis (CLEARCIRCLE_REDIS_URL) and the published "
                           "policy pack through the store. PostgreSQL is the production store for many workers; "
-                          "SQLite works (WAL) but lets one worker write at a time")] = 1) -> None:
+                          "SQLite works (WAL) but lets one worker write at a time")] = 1,
+          stream: Annotated[str | None, typer.Option(
+              "--stream", help="redis://HOST:PORT/NAME: the event stream that POST /v1/events?async=true publishes "
+                               "to for `clearcircle worker` to decide (default CLEARCIRCLE_STREAM_URL; none: "
+                               "async=true is refused)")] = None) -> None:
     """Run the HTTP API (migrates the store; creates an admin key on first start)."""
     import uvicorn
 
     from clearcircle.api.app import create_app
     from clearcircle.obs.logs import configure as configure_logging
+    from clearcircle.signals.warmup import warm_up
 
+    stream = stream or os.environ.get("CLEARCIRCLE_STREAM_URL")
+    if stream:  # a bad URL is a message now, not a failure on the first async request
+        from clearcircle.stream.base import StreamError
+        from clearcircle.stream.redis_streams import StreamAddress
+
+        try:
+            StreamAddress.parse(stream)
+        except StreamError as exc:
+            raise fail(str(exc)) from None
+        os.environ["CLEARCIRCLE_STREAM_URL"] = stream  # read by the settings, here and in every worker
     configure_logging(log_level)  # JSON lines with the event id (clearcircle/obs/logs.py)
 
     service = service_for(db, pack)
@@ -100,6 +115,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, db: DbOpt = None, pack: Pac
     options = {"host": host, "port": port, "log_level": log_level, "log_config": None, "access_log": access_log,
                "loop": "uvloop", "http": "httptools"}
     if workers == 1:
+        warm_up()  # the model and OCR engine now, not on the first requests
         uvicorn.run(create_app(service), **options)
         return
     # Many workers: migrated, keys and key files made above, once; each worker opens its own Service from the
@@ -126,9 +142,12 @@ def worker_app():  # noqa: ANN201 - a FastAPI app; not imported here, to keep th
     from clearcircle.config import Settings
     from clearcircle.obs.logs import configure as configure_logging
     from clearcircle.service import open_service
+    from clearcircle.signals.warmup import warm_up
 
     configure_logging(os.environ.get(_WORKER_LOG_LEVEL, "info"))
-    return create_app(open_service(Settings(), migrate=False))
+    service = open_service(Settings(), migrate=False)
+    warm_up()
+    return create_app(service)
 
 
 def _open(path: Path):  # noqa: ANN202

@@ -15,6 +15,7 @@ import typer
 
 from clearcircle.cli.common import DbOpt, PackOpt, console, fail, say, service_for
 from clearcircle.events.schemas import EventError, parse_event_json
+from clearcircle.signals.warmup import warm_up
 from clearcircle.stream.base import StreamError, actor_hash, partition_account
 from clearcircle.stream.redis_streams import RedisSource, StreamAddress, connect, open_partitions, publish, worker_id
 from clearcircle.stream.sinks import RedisDecisionStream, WebhookDeliverer
@@ -106,7 +107,10 @@ def worker_cmd(
     webhook_attempts: Annotated[int, typer.Option(min=1, help="tries before a decision is set aside")] = 12,
     log_level: Annotated[str, typer.Option(help="JSON log lines at this level and above (stderr)")] = "info",
 ) -> None:
-    """Decide events from the stream until SIGTERM/SIGINT (then finish the batch, hand partitions over, exit 0)."""
+    """Decide events from the stream until SIGTERM/SIGINT (then finish the batch, hand partitions over, exit 0).
+
+    Everything deciding loads lazily is loaded before the worker joins (`warm_up`): a joined worker may be
+    handed partitions at once, and its first batch must not wait seconds for a model."""
     from clearcircle.obs.logs import configure as configure_logging
 
     stop = threading.Event()
@@ -115,23 +119,33 @@ def worker_cmd(
     address = _address(stream)
     secret = _webhook_secret(webhook, webhook_secret_file)
     configure_logging(log_level)
+    log = logging.getLogger(__name__)
     service = service_for(db, pack)
     threads: list[threading.Thread] = []
     source: RedisSource | None = None
     try:
         try:
             client = connect(address)
-            count = open_partitions(client, address, partitions)
-            me = worker_id()
-            source = RedisSource(client, address, count, lease_ms=int(claim_timeout * 1000), consumer=me)
+            count = open_partitions(client, address, partitions)  # checks the stream; does not join it
         except StreamError as exc:
             raise fail(str(exc)) from None
+        started = time.perf_counter()
+        loaded = warm_up()
+        took = time.perf_counter() - started
+        log.info("worker ready: loaded %s in %.1fs; joining %s", ", ".join(loaded), took, address.name,
+                 extra={"warm_up_s": loaded})
+        if stop.is_set():  # stopped while loading: leave without ever joining
+            client.close()
+            raise typer.Exit(0)
+        me = worker_id()
+        source = RedisSource(client, address, count, lease_ms=int(claim_timeout * 1000), consumer=me)  # joins
         if webhook and secret is not None:
             deliverer = WebhookDeliverer(client, address, webhook, secret, me, claim_ms=int(claim_timeout * 1000),
                                          max_attempts=webhook_attempts)
             threads.append(threading.Thread(target=deliverer.run, args=(stop,), name="webhook", daemon=True))
             threads[-1].start()
-        say(("worker", "bold"), f"{me} on {address.name} ({count} partitions), pack {service.pack.version[:19]}…")
+        say(("ready", "green"), f"worker {me} joined {address.name} ({count} partitions), pack "
+            f"{service.pack.version[:19]}…; loaded {', '.join(loaded) or 'nothing'} first ({took:.1f}s)")
         worker = Worker(source, service.pipeline.submit, [RedisDecisionStream(client, address, decisions_maxlen)],
                         batch=batch)
         stats = worker.run(stop)
@@ -142,9 +156,10 @@ def worker_cmd(
         for thread in threads:
             thread.join(timeout=15)
         service.close()
-    logging.getLogger(__name__).info("worker stopped")
+    conflicts = service.pipeline.conflicts
+    log.info("worker stopped", extra={"decided": stats.decided, "batches": stats.batches, "conflicts": conflicts})
     say(("stopped", "green"), f"{stats.decided} decisions in {stats.batches} batches, {stats.duplicates} "
-        f"already decided, {stats.dead} not events")
+        f"already decided, {stats.dead} not events, {conflicts} batches decided again after a conflict")
 
 
 def _webhook_secret(url: str | None, path: Path | None) -> bytes | None:

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from itertools import groupby
 from typing import Any
 
+from pydantic import BaseModel
+
 from clearcircle.enforcement.actions import Request, apply
 from clearcircle.enforcement.state import AccountState, LedgerEntry, Measure
 from clearcircle.events.features import feature_of
@@ -54,11 +56,18 @@ def enforce(requests: list[Request], account: Callable[[str], AccountState],
             settings: PackSettings) -> list[AppliedAction]:
     """Apply every request, then the strike ladder on each account that got a new strike. Each request is
     kept in its account's ledger (whether it changed anything or not), so it can be reversed exactly."""
+    return _enforce(requests, account, settings, log=True)
+
+
+def _enforce(requests: list[Request], account: Callable[[str], AccountState], settings: PackSettings,
+             log: bool) -> list[AppliedAction]:
+    """`enforce`; log=False leaves the ledger alone (folding into a base, whose ledger nobody reads)."""
     changes: list[AppliedAction] = []
     struck: dict[str, Request] = {}
     for req in requests:
         state = account(req.account)
-        _log(state, req, settings)
+        if log:
+            _log(state, req, settings)
         applied = apply(state, req)
         changes.extend(applied)
         if any(c.action == "strike" for c in applied):
@@ -77,8 +86,11 @@ LEDGER_MAX = 200  # requests kept per account; older ones are folded into `ledge
 
 
 def _entry(req: Request) -> LedgerEntry:
-    return LedgerEntry(action=req.action, rule=req.rule, source=req.source, at_ms=req.at_ms, days=req.days,
-                       feature=req.feature, label=req.label, strike=req.strike, strike_days=req.strike_days)
+    # validated from a dict: the same checks as LedgerEntry(...), without the keyword-argument wrapper
+    # (this runs for every request)
+    return LedgerEntry.model_validate({"action": req.action, "rule": req.rule, "source": req.source,
+                                       "at_ms": req.at_ms, "days": req.days, "feature": req.feature,
+                                       "label": req.label, "strike": req.strike, "strike_days": req.strike_days})
 
 
 def _request(account_id: str, e: LedgerEntry) -> Request:
@@ -86,8 +98,11 @@ def _request(account_id: str, e: LedgerEntry) -> Request:
                    feature=e.feature, label=e.label, strike=e.strike, strike_days=e.strike_days)
 
 
+_SNAPSHOT_FIELDS = frozenset(ENFORCEMENT_FIELDS)
+
+
 def _snapshot(state: AccountState) -> dict[str, Any]:
-    return state.model_dump(include=set(ENFORCEMENT_FIELDS))
+    return state.model_dump(include=_SNAPSHOT_FIELDS)
 
 
 def _base(state: AccountState) -> AccountState:
@@ -95,10 +110,65 @@ def _base(state: AccountState) -> AccountState:
     return AccountState.model_validate({"account_id": state.account_id, **(state.ledger_base or {})})
 
 
-def _replay(work: AccountState, entries: list[LedgerEntry], settings: PackSettings) -> None:
-    """Apply the entries to `work` one event at a time (as the pipeline did: the ladder runs per event)."""
+# Folding runs on every request of an account whose ledger is full, so the base it folds into is kept as a
+# model between folds instead of being re-validated from `ledger_base` each time. Keyed by the id of the
+# `ledger_base` dict the base was dumped to (the entry holds that dict, so the id stays its own): a state
+# whose `ledger_base` was replaced, reloaded or copied finds no entry and validates as before. An entry is
+# taken out while its base is folded into, so no two states can share a base being changed.
+_Dumps = dict[int, tuple[BaseModel, dict[str, Any]]]  # id(measure or strike) -> (it, its model_dump())
+_FOLDED: dict[int, tuple[dict[str, Any], AccountState, _Dumps]] = {}
+_FOLDED_MAX = 1024  # accounts folding at once; past it the least recent goes (it only costs a re-validation)
+
+
+def _take_base(state: AccountState) -> tuple[AccountState, _Dumps]:
+    """The base to fold into: the kept model when it is the one `state.ledger_base` was dumped from."""
+    held = _FOLDED.pop(id(state.ledger_base), None)
+    if held is not None and held[0] is state.ledger_base and held[1].account_id == state.account_id:
+        return held[1], held[2]
+    return _base(state), {}
+
+
+def _keep_base(snapshot: dict[str, Any], base: AccountState, dumps: _Dumps) -> None:
+    _FOLDED[id(snapshot)] = (snapshot, base, dumps)
+    if len(_FOLDED) > _FOLDED_MAX:
+        try:
+            del _FOLDED[next(iter(_FOLDED))]
+        except (KeyError, StopIteration, RuntimeError):  # another thread evicted it first
+            pass
+
+
+def _fold_snapshot(base: AccountState, dumps: _Dumps) -> tuple[dict[str, Any], _Dumps]:
+    """`_snapshot(base)`, dumping only the measures and strikes the last fold made: they are never changed in
+    place (a change is a new Measure or Strike), so an unchanged object's dump is the one from the last fold.
+    Returns the dumps of this snapshot's objects, for the next fold."""
+    kept: _Dumps = {}
+
+    def dump(model: BaseModel | None) -> dict[str, Any] | None:
+        if model is None:
+            return None
+        held = dumps.get(id(model))
+        if held is None or held[0] is not model:
+            held = (model, model.model_dump())
+        kept[id(model)] = held
+        return held[1]
+
+    snapshot = {
+        "labels": {k: dump(m) for k, m in base.labels.items()},
+        "restrictions": {k: dump(m) for k, m in base.restrictions.items()},
+        "reach_limit": dump(base.reach_limit),
+        "suspension": dump(base.suspension),
+        "ban": dump(base.ban),
+        "strikes": [dump(s) for s in base.strikes],
+        "reviews": dict(base.reviews),
+    }
+    return snapshot, kept
+
+
+def _replay(work: AccountState, entries: list[LedgerEntry], settings: PackSettings, log: bool = True) -> None:
+    """Apply the entries to `work` one event at a time (as the pipeline did: the ladder runs per event),
+    keeping them in its ledger unless log=False."""
     for _source, group in groupby(entries, key=lambda e: e.source):
-        enforce([_request(work.account_id, e) for e in group], lambda _a: work, settings)
+        _enforce([_request(work.account_id, e) for e in group], lambda _a: work, settings, log)
 
 
 def _log(state: AccountState, req: Request, settings: PackSettings) -> None:
@@ -106,9 +176,10 @@ def _log(state: AccountState, req: Request, settings: PackSettings) -> None:
     if len(state.ledger) > LEDGER_MAX:  # fold the oldest event's requests into the base
         first = state.ledger[0].source
         n = next((i for i, e in enumerate(state.ledger) if e.source != first), len(state.ledger))
-        base = _base(state)
-        _replay(base, state.ledger[:n], settings)
-        state.ledger_base = _snapshot(base)
+        base, dumps = _take_base(state)
+        _replay(base, state.ledger[:n], settings, log=False)  # the base's measures, not its ledger, are kept
+        state.ledger_base, dumps = _fold_snapshot(base, dumps)
+        _keep_base(state.ledger_base, base, dumps)
         del state.ledger[:n]
 
 

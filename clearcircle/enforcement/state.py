@@ -6,8 +6,8 @@ out what ended before T. Strikes decay the same way.
 
 from __future__ import annotations
 
-from functools import cached_property
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -100,7 +100,30 @@ class AccountState(BaseModel):
     ledger_base: dict[str, Any] | None = None
 
     def view(self, at_ms: int) -> AccountView:
-        return AccountView.of(self, at_ms)
+        return AccountView(self, at_ms)
+
+
+_T = TypeVar("_T")
+
+
+class _once(Generic[_T]):  # noqa: N801  (used like functools.cached_property)
+    """functools.cached_property without its lock: on Python 3.11 every first read takes one RLock shared by
+    all instances, and a view is read by one thread, for one event. The value lands in the instance's
+    __dict__, so later reads are plain attribute reads."""
+
+    def __init__(self, fn: Callable[[Any], _T]) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> _T:
+        if instance is None:
+            return self  # type: ignore[return-value]
+        value = instance.__dict__[self.name] = self.fn(instance)
+        return value
 
 
 class AccountView:
@@ -127,29 +150,37 @@ class AccountView:
     def of(cls, state: AccountState, at_ms: int) -> AccountView:
         return cls(state, at_ms)
 
-    @cached_property
+    @_once
     def age_days(self) -> float | None:
         born = self._state.registered_ms if self._state.registered_ms is not None else self._state.first_seen_ms
         return None if born is None else max(0.0, (self.at_ms - born) / DAY_MS)
 
-    @cached_property
+    @_once
     def labels(self) -> list[str]:
         if not self._state.labels:
             return []
         return sorted(k for k, m in self._state.labels.items() if m.active(self.at_ms))
 
-    @cached_property
+    @_once
     def restrictions(self) -> dict[str, int | None]:
         """feature -> end of the restriction (None: permanent)."""
         if not self._state.restrictions:
             return {}
         return {f: m.until_ms for f, m in sorted(self._state.restrictions.items()) if m.active(self.at_ms)}
 
-    @cached_property
+    def restricted_from(self, features: Iterable[str]) -> bool:
+        """Whether any of `features` is among `restrictions`, without building that (sorted) mapping: asked
+        of every event that uses a feature, while most accounts have few restrictions and none in force."""
+        held = self._state.restrictions
+        if not held:
+            return False
+        return any((m := held.get(f)) is not None and m.active(self.at_ms) for f in features)
+
+    @_once
     def reach_limited(self) -> bool:
         return bool(self._state.reach_limit and self._state.reach_limit.active(self.at_ms))
 
-    @cached_property
+    @_once
     def _suspension(self) -> Measure | None:
         s = self._state.suspension
         return s if s is not None and s.active(self.at_ms) else None
@@ -162,11 +193,11 @@ class AccountView:
     def suspended_until_ms(self) -> int | None:
         return self._suspension.until_ms if self._suspension is not None else None
 
-    @cached_property
+    @_once
     def banned(self) -> bool:
         return bool(self._state.ban and self._state.ban.active(self.at_ms))
 
-    @cached_property
+    @_once
     def strikes(self) -> int:
         return sum(1 for s in self._state.strikes if s.at_ms <= self.at_ms < s.expires_ms)
 

@@ -307,6 +307,12 @@ class MerchantBook:
     def get(self, account: str) -> MerchantRecord | None:
         return self.records.get(account)
 
+    def forget(self, accounts: Iterable[str]) -> None:
+        """Records another worker may have changed: read again on next need."""
+        for account in accounts:
+            self.records.pop(account, None)
+            self._absent.discard(account)
+
     def remember(self, record: MerchantRecord) -> None:
         """A record the batch itself wrote."""
         self.records[record.account] = record
@@ -324,6 +330,7 @@ def record_facts(uow: UnitOfWork, event: Event, at_ms: int, book: MerchantBook) 
         if step.changed:
             save(uow.conn, step.record, current is not None)
             add_history(uow.conn, step.record, step.step, at_ms, "event", step.detail)
+            uow.touch(event.actor)  # in the unit log: other workers' merchant books drop this record
             uow.add_audit(at_ms, f"merchant_{step.step}", event.actor,
                           _dumps({"event_id": event.id, "status": step.record.status, **step.detail}))
             book.remember(step.record)

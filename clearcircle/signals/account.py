@@ -80,5 +80,4 @@ def _friends(ctx: SignalContext) -> int:
         reads=("post_created", "share", "friend_request", "follow", "message_push", "referral", "like"),
         description="the event uses a feature the actor is currently restricted from")
 def _uses_restricted(ctx: SignalContext) -> bool:
-    restricted = ctx.actor.restrictions
-    return bool(restricted) and any(f in restricted for f in features_of(ctx.event))
+    return ctx.actor.restricted_from(features_of(ctx.event))

@@ -58,6 +58,7 @@ class SignalValues(dict[str, Any]):
     def __init__(self, registry: SignalRegistry, ctx: SignalContext) -> None:
         super().__init__()
         self._registry = registry
+        self._fns = registry.fns_for(ctx.event.type)
         self.ctx = ctx
 
     @property
@@ -65,7 +66,7 @@ class SignalValues(dict[str, Any]):
         return dict(self)
 
     def __missing__(self, name: str) -> Any:
-        spec = self._registry[name]
-        value = spec.fn(self.ctx) if spec.applies_to(self.ctx.event.type) else None
+        fn = self._fns[name]  # KeyError for a name not registered, as the registry gives
+        value = None if fn is None else fn(self.ctx)
         self[name] = value
         return value

@@ -124,23 +124,30 @@ def hits_for(event: Event, allowed: bool | None = None, lookups: Lookups | None 
     decision; True: the counters of what was let through, recorded after it. Without `lookups` a counter's
     `applies` condition is taken to hold (prefetching loads a key that may not get a hit).
     """
-    return [(key, c.name, member) for c in _BY_TYPE.get(event.type, ())
-            if (allowed is None or c.only_allowed == allowed)
-            and (c.applies is None or lookups is None or c.applies(event, lookups)) for key, member in _pairs(c, event)]
+    counters = _FOR.get((event.type, allowed))
+    if not counters:
+        return []
+    out: list[tuple[str, str, str]] = []
+    for c in counters:
+        if c.applies is not None and lookups is not None and not c.applies(event, lookups):
+            continue
+        if c.pairs is not None:
+            out += [(key, c.name, member) for key, member in c.pairs(event)]
+            continue
+        key = c.key(event)
+        if isinstance(key, str):
+            out.append((key, c.name, c.member(event)))
+        elif key:
+            member = c.member(event)
+            out += [(k, c.name, member) for k in key]
+    return out
 
 
-def _pairs(c: CounterDef, event: Event) -> tuple[tuple[str, str], ...]:
-    if c.pairs is not None:
-        return c.pairs(event)
-    keys = _keys(c.key(event))
-    if not keys:
-        return ()
-    member = c.member(event)
-    return tuple((key, member) for key in keys)
-
-
-def _keys(key: str | tuple[str, ...]) -> tuple[str, ...]:
-    return (key,) if isinstance(key, str) else key
+# hits_for's counters by (event type, allowed), in the order of COUNTERS: runs three times for every event
+_FOR: dict[tuple[str, bool | None], tuple[CounterDef, ...]] = {
+    (t, allowed): tuple(c for c in cs if allowed is None or c.only_allowed == allowed)
+    for t, cs in _BY_TYPE.items() for allowed in (None, False, True)
+}
 
 
 def _windowed(counter: str, window_ms: int, label: str, description: str, distinct: bool = False) -> None:

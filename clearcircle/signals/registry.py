@@ -41,6 +41,7 @@ class SignalRegistry:
 
     def __init__(self) -> None:
         self._specs: dict[str, SignalSpec] = {}
+        self._fns: dict[str, dict[str, SignalFn | None]] = {}  # fns_for's tables, dropped on register
 
     def register(self, spec: SignalSpec) -> SignalSpec:
         if spec.name in self._specs:
@@ -51,6 +52,7 @@ class SignalRegistry:
         if not all(t in _VALUE_TYPES for t in types):
             raise SignalRegistryError(f"signal {spec.name!r}: value type must be one of int/float/bool/str/list")
         self._specs[spec.name] = spec
+        self._fns = {}
         return spec
 
     def signal(self, name: str, *, version: int, reads: Iterable[str] = (), type: type | tuple[type, ...],
@@ -67,6 +69,15 @@ class SignalRegistry:
                     type: type | tuple[type, ...], description: str) -> SignalSpec:
         """Register a function built at import time (e.g. one per counter window)."""
         return self.register(SignalSpec(name, version, frozenset(reads), type, description, fn))
+
+    def fns_for(self, event_type: str) -> dict[str, SignalFn | None]:
+        """Name -> the function computing it for events of this type, or None where the signal does not apply
+        (its value is then None). Built once per type: every signal read of every event looks up here."""
+        table = self._fns.get(event_type)
+        if table is None:
+            table = {name: spec.fn if spec.applies_to(event_type) else None for name, spec in self._specs.items()}
+            self._fns[event_type] = table
+        return table
 
     def __getitem__(self, name: str) -> SignalSpec:
         return self._specs[name]

@@ -69,3 +69,18 @@ class Driver:
     def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         batch = list(rows)
         self._cursor(sql, batch, lambda cur, text: cur.executemany(text, batch))
+
+    def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """Plain rows into a table: PostgreSQL's COPY (one stream, no per-row statement: several times less
+        client CPU than executemany for a batch's events, decisions, hits and audit rows), else executemany."""
+        if not self.postgresql:
+            self.many(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks(len(columns))})", rows)
+            return
+        sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+
+        def work(cur: Any, text: str) -> None:
+            with cur.copy(text) as copy:
+                for row in rows:
+                    copy.write_row(row)
+
+        self._cursor(sql, (), work)

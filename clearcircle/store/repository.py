@@ -22,7 +22,16 @@ from clearcircle.merchants.registry import MerchantRecord
 from clearcircle.store import tables as t
 from clearcircle.store.db import StoreError, check_current, make_engine, reads, upgrade
 from clearcircle.store.driver import Driver
-from clearcircle.store.unit import SQL_HITS, HitStore, UnitOfWork, WorkingSet, append_audit, dumps, lock_head
+from clearcircle.store.unit import (
+    SQL_HITS,
+    HitStore,
+    UnitOfWork,
+    WorkingSet,
+    append_audit,
+    dumps,
+    lock_head,
+    read_head,
+)
 
 if TYPE_CHECKING:
     from clearcircle.store.redis_counters import RedisHits
@@ -92,24 +101,31 @@ class Store:
             self.redis.close()
 
     @contextmanager
-    def unit(self, ws: WorkingSet | None = None) -> Iterator[UnitOfWork]:
+    def unit(self, ws: WorkingSet | None = None, events: bool = False, exclusive: bool = False
+             ) -> Iterator[UnitOfWork]:
         """One transaction: everything the unit buffered is flushed on success, nothing on error.
 
-        A working set kept from the previous unit is reused only if no one else wrote since (see
-        WorkingSet); on any error it is emptied, since its in-memory state may be ahead of the database.
+        `events`: a unit deciding events. On PostgreSQL it is optimistic unless `exclusive`: it reads and
+        decides without holding the audit head, and locks it only to write (UnitOfWork.flush), so several
+        workers decide at once; it may raise UnitConflict, after which the caller runs it again exclusive.
+        What it changed goes to the unit log. Any other unit (a staff step, a detector run) holds the head
+        from its start. SQLite holds its write lock from BEGIN either way.
+
+        The working set kept from the previous unit drops what other workers changed since (WorkingSet.sync);
+        on any error it is emptied, since its in-memory state may be ahead of the database.
         """
         ws = ws or WorkingSet()
         try:
             with self.engine.begin() as conn:
-                head = lock_head(conn)
-                start = head[1]
-                reused = not (ws.head is None or ws.head != start or ws.too_big())
-                if not reused:
-                    ws.reset()
-                uow = UnitOfWork(conn, ws, self.hits, head=head, reused=reused)
+                optimistic = events and not exclusive and conn.dialect.name == "postgresql"
+                head = read_head(conn) if optimistic else lock_head(conn)
+                forgotten = ws.sync(Driver(conn), head[0])
+                uow = UnitOfWork(conn, ws, self.hits, head=None if optimistic else head, start=head[0],
+                                 reused=forgotten is not None, logged=events)
+                uow.forgotten = forgotten or set()
                 yield uow
-                before, after = uow.flush(now_ms())
-            ws.head = after if before == start else None
+                uow.flush(now_ms())
+            ws.seq = (uow.end if uow.end is not None else head[0]) if uow.complete else None
             self.hits.committed(uow.flushed_hits)  # Redis: only hits of a committed batch count
         except BaseException:
             ws.reset()

@@ -278,3 +278,20 @@ published_packs = Table(
     Column("published_ms", BigInteger, nullable=False),
     Column("by", String(128), nullable=False),
 )
+
+# --- what each unit of events changed (issue 10; migration 0006) -------------------------------------------
+
+# One row per committed unit of events: its audit span (since_seq, seq] and the accounts and counter keys it
+# wrote (JSON lists). A worker keeps its working set from one unit to the next and, before the next, drops only
+# what other workers changed since (store.unit.sync); a span not covered by rows here (a staff step, a
+# publication, a detector run) empties it. An account in `friends` only gained friends (a commutative change
+# that two workers' units can merge at commit instead of one of them starting again).
+unit_log = Table(
+    "unit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),  # audit seq of the unit's last row
+    Column("since_seq", BigInteger, nullable=False),  # audit seq before the unit's first row
+    Column("accounts", Text, nullable=False),
+    Column("friends", Text, nullable=False),
+    Column("keys", Text, nullable=False),
+)

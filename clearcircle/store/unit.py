@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Protocol
 
@@ -23,6 +24,8 @@ from clearcircle.store import tables as t
 from clearcircle.store.driver import Driver, marks
 
 _CHUNK = 500
+_LOG_KEEP = 2_000_000  # audit rows of unit log kept: a working set older than that is emptied, not synced
+_PRUNE_EVERY = 100_000  # prune the unit log each time the audit seq passes a multiple of this
 
 
 def _chunks(items: list[Any], size: int = _CHUNK) -> Iterable[list[Any]]:
@@ -35,9 +38,8 @@ def _insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     cols = list(rows[0])
-    sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({marks(len(cols))})"
     get = itemgetter(*cols)
-    Driver(conn).many(sql, (get(r) if len(cols) > 1 else (get(r),) for r in rows))
+    Driver(conn).insert(table.name, cols, (get(r) if len(cols) > 1 else (get(r),) for r in rows))
 
 
 def _upsert_accounts(conn: Connection, rows: list[tuple[str, str | None, int | None, int, str]]) -> None:
@@ -93,14 +95,19 @@ class SqlHits:
 SQL_HITS = SqlHits()
 
 
+class UnitConflict(RuntimeError):
+    """Another worker's unit changed an account this unit also changed, in a way the two cannot be merged (both
+    changed more than its friends). The unit rolls back; the pipeline decides the batch again under the lock."""
+
+
 class WorkingSet:
     """What units of work read (account states, counter windows, identifier links), kept between units.
 
-    It is only reused while this process is the only writer: the audit head it saw after its own last
-    commit must still be the head when the next unit starts (every write appends to the audit chain), so a
-    commit by any other process or connection empties it. Bounded: it empties itself when it holds too many
-    accounts, counter hits or bytes of account state (states grow with an account's history: a process
-    serving the same accounts for hours must not grow with them), so a server's memory stays flat.
+    `seq` is the audit seq it is current as of. Before the next unit (`sync`) it drops only the accounts and
+    counter keys that other workers' units changed since (the unit log), or empties itself when something
+    else wrote in between (a staff step, a publication: their effects are not itemised). Bounded: it empties
+    itself when it holds too many accounts, counter hits or bytes of account state (states grow with an
+    account's history: a process serving the same accounts for hours must not grow with them).
     """
 
     MAX_ACCOUNTS = 50_000
@@ -109,13 +116,14 @@ class WorkingSet:
     MAX_STATE_BYTES = 3_000_000  # of the states' JSON; the objects take a few times that
 
     def __init__(self) -> None:
-        self.head: str | None = None
+        self.seq: int | None = None
         self.reset()
 
     def reset(self) -> None:
-        self.head = None
+        self.seq = None
         self.accounts: dict[str, AccountState] = {}
         self.windows: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
+        self.names: dict[str, set[str]] = defaultdict(set)  # counter names held per key
         self.loaded_since: dict[str, int] = {}
         self.links_by_pair: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.links_by_account: dict[str, set[tuple[str, str]]] = defaultdict(set)
@@ -124,6 +132,9 @@ class WorkingSet:
         self.hits = 0
         self.state_sizes: dict[str, int] = {}
         self.state_bytes = 0
+        # keys other workers hit in the span last synced: dropped once more at the next sync, since with
+        # Redis counters a unit's hits land just after its commit (store.redis_counters)
+        self.recent_keys: set[str] = set()
 
     def sized(self, account_id: str, json_bytes: int) -> None:
         """The size of an account's state as last read or written."""
@@ -134,16 +145,79 @@ class WorkingSet:
         return (len(self.accounts) > self.MAX_ACCOUNTS or self.hits > self.MAX_HITS
                 or len(self.loaded_since) > self.MAX_KEYS or self.state_bytes > self.MAX_STATE_BYTES)
 
+    def forget(self, accounts: Iterable[str], keys: Iterable[str]) -> None:
+        """Drop what another writer changed: read again from the store on next need."""
+        for account_id in accounts:
+            self.accounts.pop(account_id, None)
+            self.state_bytes -= self.state_sizes.pop(account_id, 0)
+        for key in keys:
+            if self.loaded_since.pop(key, None) is None:
+                continue
+            for name in self.names.pop(key, ()):
+                self.hits -= len(self.windows.pop((key, name), ()))
+
+    def sync(self, driver: Driver, seq: int) -> set[str] | None:
+        """Bring the set up to audit seq `seq` before a unit: the accounts dropped because other units changed
+        them, or None when it had to be emptied (nothing kept; anything cached beside it must be re-read)."""
+        if self.seq is None or self.too_big() or seq < self.seq:
+            self.reset()
+            return None
+        if seq == self.seq:
+            self.forget((), self.recent_keys)
+            self.recent_keys = set()
+            return set()
+        changes = read_log(driver, self.seq, seq)
+        if not changes.complete:
+            self.reset()
+            return None
+        accounts = changes.accounts | changes.friends
+        self.forget(accounts, changes.keys | self.recent_keys)
+        self.recent_keys = changes.keys
+        return accounts
+
+
+@dataclass
+class Changes:
+    """What units of events changed in an audit span: accounts changed in full, accounts that only gained
+    friends, counter keys hit; `complete` is False when some write in the span was not such a unit (or its
+    log rows were pruned), so nothing says what it changed."""
+
+    accounts: set[str] = field(default_factory=set)
+    friends: set[str] = field(default_factory=set)
+    keys: set[str] = field(default_factory=set)
+    complete: bool = True
+
+
+def read_log(driver: Driver, after: int, upto: int) -> Changes:
+    """The unit log's account of the audit span (after, upto]."""
+    out = Changes()
+    covered = 0
+    for seq, since, accounts, friends, keys in driver.rows(
+            "SELECT seq, since_seq, accounts, friends, keys FROM unit_log WHERE seq > ? AND seq <= ?", [after, upto]):
+        covered += seq - since
+        out.accounts.update(orjson.loads(accounts))
+        out.friends.update(orjson.loads(friends))
+        out.keys.update(orjson.loads(keys))
+    out.friends -= out.accounts
+    out.complete = covered == upto - after
+    return out
+
 
 class UnitOfWork:
     """Reads for signals (CounterReader, Lookups) and buffered writes for one batch."""
 
     def __init__(self, conn: Connection, ws: WorkingSet | None = None, hits: HitStore = SQL_HITS,
-                 head: tuple[int, str] | None = None, reused: bool = False) -> None:
+                 head: tuple[int, str] | None = None, start: int | None = None, reused: bool = False,
+                 logged: bool = False) -> None:
         self.conn = conn
         self.driver = Driver(conn)
-        self.head = head  # (seq, hash) of the audit head, locked by the unit (lock_head); None: read at flush
-        self.reused = reused  # the working set is still valid: no other writer since this process's last unit
+        # (seq, hash) of the audit head when the unit holds its lock from the start (lock_head); None: an
+        # optimistic unit, which reads and decides unlocked and locks the head only to write (flush)
+        self.head = head
+        self.start = start if start is not None else (head[0] if head is not None else None)  # seq read at start
+        self.reused = reused  # nothing but units of events wrote since the working set was current
+        self.logged = logged  # a unit of events: what it changes goes to the unit log for other workers
+        self.forgotten: set[str] = set()  # accounts the working set dropped at the start: others changed them
         self.hits = hits
         self.ws = ws = ws or WorkingSet()
         self.accounts = ws.accounts
@@ -151,6 +225,8 @@ class UnitOfWork:
         self.links_by_pair = ws.links_by_pair
         self.links_by_account = ws.links_by_account
         self.dirty: set[str] = set()
+        self.touched: set[str] = set()  # changed through touch (in full), not only by gaining friends
+        self.friend_adds: dict[str, list[str]] = defaultdict(list)
         self.decided: dict[str, bytes] = {}
         self.event_rows: list[dict[str, Any]] = []
         self.decision_rows: list[dict[str, Any]] = []
@@ -159,6 +235,8 @@ class UnitOfWork:
         self.link_rows: list[dict[str, Any]] = []
         self.case_rows: list[dict[str, Any]] = []
         self.audit: list[tuple[int, str, str, str]] = []  # at_ms, kind, subject, payload
+        self.end: int | None = None  # audit seq after the unit's rows, once flushed
+        self.complete = True  # flush saw only units of events between start and its own rows
 
     # -- prefetch -------------------------------------------------------------------------------------
     def prefetch(self, event_ids: list[str], account_ids: set[str], counter_keys: set[str], since_ms: int) -> None:
@@ -169,12 +247,12 @@ class UnitOfWork:
         self._load_accounts(account_ids)
         since_of = self.ws.loaded_since
         keys = sorted(k for k in counter_keys if since_of.get(k, since_ms + 1) > since_ms)
-        for key in keys:  # (re)load from the new bound: drop what was there
-            for name in [n for (k, n) in self.windows if k == key] if key in since_of else ():
-                del self.windows[(key, name)]
+        self.ws.forget((), keys)  # (re)load from the new bound: drop what was there
         touched = set()
+        names = self.ws.names
         for key, name, at_ms, member in self.hits.load(self.conn, keys, since_ms):
             self.windows[(key, name)].append((at_ms, member))
+            names[key].add(name)
             touched.add((key, name))
             self.ws.hits += 1
         for pair in touched:
@@ -200,7 +278,19 @@ class UnitOfWork:
     def touch(self, account_id: str) -> AccountState:
         """The state, marked to be written back."""
         self.dirty.add(account_id)
+        self.touched.add(account_id)
         return self.state(account_id)
+
+    def add_friend(self, account_id: str, friend: str) -> None:
+        """`friend` joins the account's friends (kept sorted, so the list does not depend on which worker
+        added whom first). Gaining a friend is the one change another worker's unit may make to an account
+        this worker's units change too, so it is kept apart: such units merge at commit (flush)."""
+        friends = self.state(account_id).friends
+        if friend in friends:
+            return
+        bisect.insort(friends, friend)  # a list stored unsorted by an older version stays a set all the same
+        self.dirty.add(account_id)
+        self.friend_adds[account_id].append(friend)
 
     def account(self, account_id: str, at_ms: int) -> AccountView:
         return self.state(account_id).view(at_ms)
@@ -259,6 +349,7 @@ class UnitOfWork:
         if key not in self.ws.loaded_since:
             self.prefetch([], set(), {key}, at_ms - 31 * 86_400_000)
         self.ws.hits += 1
+        self.ws.names[key].add(name)
         bisect.insort(self.windows[(key, name)], (at_ms, member))
         self.hit_rows.append({"key": key, "name": name, "event_id": event_id, "at_ms": at_ms, "member": member})
 
@@ -282,7 +373,12 @@ class UnitOfWork:
 
     def flush(self, now_ms: int) -> tuple[str, str]:
         """Write everything buffered; the caller's transaction makes it atomic. Returns the audit head
-        (before, after) this unit's rows."""
+        (before, after) this unit's rows.
+
+        Rows no other unit writes (events, decisions, hits, links, cases) go first; then the audit head is
+        locked (if the unit does not hold it yet), other workers' units since this one started are checked
+        against what this one changed (`_merge`), and the account states, the unit log row and the audit rows
+        are written: the head stays locked only for that last part."""
         conn = self.conn
         _insert(conn, t.events, self.event_rows)
         _insert(conn, t.decisions, self.decision_rows)
@@ -291,19 +387,62 @@ class UnitOfWork:
         _insert_new(conn, t.identity_links, self.link_rows, ["kind", "value_hash", "account"])
         if self.case_rows:
             conn.execute(t.cases.insert(), self.case_rows)
+        head = self.head
+        if head is None and (self.audit or self.dirty):
+            head = _head(self.driver)
+            if self.start is not None and head[0] != self.start:
+                self._merge(self.start, head[0])
         rows = []
         for s in (self.accounts[a] for a in sorted(self.dirty)):
             state_json = s.model_dump_json()
             self.ws.sized(s.account_id, len(state_json))
             rows.append((s.account_id, s.account_type, s.registered_ms, now_ms, state_json))
         _upsert_accounts(conn, rows)
-        heads = append_audit(conn, self.audit, self.head)
-        if self.head is not None:  # a later flush in the same unit chains on from here
-            self.head = (self.head[0] + len(self.audit), heads[1])
+        if self.logged and self.audit and head is not None:
+            full = sorted(self.touched)
+            friends = sorted(self.dirty - self.touched)
+            keys = sorted({r["key"] for r in self.hit_rows})
+            self.driver.run("INSERT INTO unit_log (seq, since_seq, accounts, friends, keys) VALUES (?, ?, ?, ?, ?)",
+                            [head[0] + len(self.audit), head[0], orjson.dumps(full).decode(),
+                             orjson.dumps(friends).decode(), orjson.dumps(keys).decode()])
+            if (head[0] + len(self.audit)) // _PRUNE_EVERY != head[0] // _PRUNE_EVERY:
+                self.driver.run("DELETE FROM unit_log WHERE seq <= ?", [head[0] - _LOG_KEEP])
+        heads = append_audit(conn, self.audit, head)
+        if head is not None:  # a later flush in the same unit chains on from here
+            self.head = (head[0] + len(self.audit), heads[1])
+            self.end = self.head[0]
         self.event_rows, self.decision_rows, self.hit_rows, self.link_rows, self.case_rows = [], [], [], [], []
-        self.audit, self.dirty = [], set()
+        self.audit, self.dirty, self.touched, self.friend_adds = [], set(), set(), defaultdict(list)
         return heads
 
+    def _merge(self, start: int, now: int) -> None:
+        """Other workers' units committed between this unit's start and now. An account both changed is
+        merged when one side only gained friends (friend lists are sets: the union is what running the two
+        units one after the other gives); if both changed more, UnitConflict. What else they changed is
+        dropped from the working set, which is then current as of `now` plus this unit's own writes."""
+        others = read_log(self.driver, start, now)
+        if not others.complete:
+            self.complete = False
+        clash = self.dirty & (others.accounts | others.friends)
+        if self.dirty & others.accounts & self.touched or (not others.complete and self.dirty):
+            raise UnitConflict(f"{len(clash)} account(s) changed by another worker meanwhile")
+        if clash:
+            current = {}
+            for chunk in _chunks(sorted(clash)):
+                for account_id, state in self.driver.rows(
+                        f"SELECT id, state FROM accounts WHERE id IN ({marks(len(chunk))})", chunk):
+                    current[account_id] = AccountState.model_validate_json(state)
+            for account_id in clash:
+                stored = current.get(account_id) or AccountState(account_id=account_id)
+                if account_id in self.touched:  # ours changed in full, theirs only gained friends
+                    mine = self.accounts[account_id]
+                    mine.friends = sorted(set(mine.friends).union(stored.friends))
+                else:  # ours only gained friends: theirs, plus our friends
+                    friends = set(stored.friends).union(self.friend_adds[account_id])
+                    stored.friends = sorted(friends)
+                    self.accounts[account_id] = stored
+        self.ws.forget((others.accounts | others.friends) - self.dirty, others.keys)
+        self.ws.recent_keys |= others.keys
 
 def lock_head(conn: Connection) -> tuple[int, str]:
     """The audit head (seq, hash) at the start of a unit of work, locked until it commits.
@@ -316,8 +455,13 @@ def lock_head(conn: Connection) -> tuple[int, str]:
     return _head(Driver(conn))
 
 
-def _head(driver: Driver) -> tuple[int, str]:
-    sql = "SELECT seq, hash FROM audit_head WHERE id = 1" + (" FOR UPDATE" if driver.postgresql else "")
+def read_head(conn: Connection) -> tuple[int, str]:
+    """The audit head (seq, hash), not locked: where an optimistic unit starts from."""
+    return _head(Driver(conn), lock=False)
+
+
+def _head(driver: Driver, lock: bool = True) -> tuple[int, str]:
+    sql = "SELECT seq, hash FROM audit_head WHERE id = 1" + (" FOR UPDATE" if driver.postgresql and lock else "")
     head = driver.one(sql)
     if head is None:  # a new store: create the head row, so there is a row to lock
         driver.run("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, ?) ON CONFLICT (id) DO NOTHING", [GENESIS])
@@ -342,8 +486,7 @@ def append_audit(conn: Connection, entries: list[tuple[int, str, str, str]],
         digest = row_hash(prev, at_ms, kind, subject, payload)
         rows.append((seq, at_ms, kind, subject, payload, prev, digest))
         prev = digest
-    driver.many("INSERT INTO audit (seq, at_ms, kind, subject, payload, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows)
+    driver.insert("audit", ("seq", "at_ms", "kind", "subject", "payload", "prev_hash", "hash"), rows)
     driver.run("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", [seq, prev])
     return before, prev
 

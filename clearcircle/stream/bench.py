@@ -31,6 +31,7 @@ from clearcircle import devservers
 from clearcircle.config import Settings
 from clearcircle.events.schemas import parse_event_json
 from clearcircle.service import open_service
+from clearcircle.signals.warmup import warm_up
 from clearcircle.stream.base import StreamError, actor_hash, partition_account
 from clearcircle.stream.redis_streams import StreamAddress, connect, open_partitions, publish
 from clearcircle.synthetic import generate
@@ -116,6 +117,7 @@ def _settings(db_url: str, tmp: Path) -> Settings:
 def _replay(db_url: str, lines: Sequence[bytes], batch: int, tmp: Path) -> float:
     """Events/s of one process: parse every line, decide and commit `batch` per unit of work."""
     service = open_service(_settings(db_url, tmp))
+    warm_up()  # as the workers do before they join
     try:
         started = time.perf_counter()
         parsed = [parse_event_json(line) for line in lines]

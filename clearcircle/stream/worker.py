@@ -7,6 +7,9 @@ its first decision (`duplicate: true`) and applies nothing twice.
 
 One worker decides one batch at a time, and a partition (all events of the accounts hashing to it) is owned
 by one worker at a time, so two events of one account are never decided concurrently.
+
+`warm_up` (signals/warmup.py) loads, before a worker joins, what the first batch would otherwise load lazily,
+so a worker that has joined (and may be handed partitions at once) is a ready one.
 """
 
 from __future__ import annotations
