@@ -115,6 +115,7 @@ class Pipeline:
             since = min((to_ms(e) for e in events), default=0) - MAX_WINDOW_MS
             uow.prefetch([e.id for e in events], accounts, keys, since)
             uow.prefetch_links(pairs, registering)
+            uow.prefetch_linked({e.actor for e in events})
             if not uow.reused:  # something other than units of events wrote since our last unit: publications,
                 # campaigns, merchant steps and detector runs are all audited writes, so without one none changed
                 self.pack = self.packs.refresh(PublishedPacks(uow.conn))  # a newly published pack, no restart

@@ -144,3 +144,22 @@ def test_the_unit_log_is_pruned(two: list[Service], monkeypatch: pytest.MonkeyPa
     with a.store.engine.connect() as conn:
         seqs = [r[0] for r in conn.execute(text("SELECT seq FROM unit_log ORDER BY seq"))]
     assert seqs and seqs[0] > 12 - 4 - 3 and seqs[-1] == 12
+
+
+def test_an_identifier_another_worker_links_is_seen_by_a_kept_working_set(two: list[Service]) -> None:
+    a, b = two
+    ws = WorkingSet()
+    with a.store.unit(ws, events=True) as uow:  # a knows "old" and who shares its device: nobody
+        uow.link("device_hash", "d1", "old", 1)
+        uow.touch("old")
+        uow.add_audit(1, "test", "old", "{}")
+    with a.store.unit(ws, events=True) as uow:
+        assert uow.linked_accounts("old") == []
+        uow.add_audit(2, "test", "old", "{}")
+    with b.store.unit(WorkingSet(), events=True) as theirs:  # a new account registers on that device over there
+        theirs.link("device_hash", "d1", "new", 3)
+        theirs.touch("new")
+        theirs.add_audit(3, "test", "new", "{}")
+    with a.store.unit(ws, events=True) as uow:
+        assert uow.reused  # the working set was kept, not emptied ...
+        assert uow.linked_accounts("old") == [("device_hash", "new")]  # ... and still sees the new link

@@ -281,11 +281,12 @@ published_packs = Table(
 
 # --- what each unit of events changed (issue 10; migration 0006) -------------------------------------------
 
-# One row per committed unit of events: its audit span (since_seq, seq] and the accounts and counter keys it
-# wrote (JSON lists). A worker keeps its working set from one unit to the next and, before the next, drops only
-# what other workers changed since (store.unit.sync); a span not covered by rows here (a staff step, a
-# publication, a detector run) empties it. An account in `friends` only gained friends (a commutative change
-# that two workers' units can merge at commit instead of one of them starting again).
+# One row per committed unit of events: its audit span (since_seq, seq], the accounts and counter keys it
+# wrote, and the identifier links it added (JSON lists). A worker keeps its working set from one unit to the
+# next and, before the next, drops only what other workers changed since (store.unit.WorkingSet.sync); a
+# span not covered by rows here (a staff step, a publication, a detector run) empties it. An account in
+# `friends` only gained friends (a commutative change that two workers' units can merge at commit instead
+# of one of them starting again).
 unit_log = Table(
     "unit_log",
     metadata,
@@ -294,4 +295,5 @@ unit_log = Table(
     Column("accounts", Text, nullable=False),
     Column("friends", Text, nullable=False),
     Column("keys", Text, nullable=False),
+    Column("links", Text, nullable=False),  # identifier links added: [[kind, value hash], ...]
 )

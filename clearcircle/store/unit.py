@@ -145,8 +145,14 @@ class WorkingSet:
         return (len(self.accounts) > self.MAX_ACCOUNTS or self.hits > self.MAX_HITS
                 or len(self.loaded_since) > self.MAX_KEYS or self.state_bytes > self.MAX_STATE_BYTES)
 
-    def forget(self, accounts: Iterable[str], keys: Iterable[str]) -> None:
+    def forget(self, accounts: Iterable[str], keys: Iterable[str],
+               links: Iterable[tuple[str, str]] = ()) -> None:
         """Drop what another writer changed: read again from the store on next need."""
+        for pair in links:  # an account joined this identifier: who shares it is read again
+            self.pairs_loaded.discard(pair)
+            for account_id in self.links_by_pair.pop(pair, ()):
+                self.links_by_account.get(account_id, set()).discard(pair)
+                self.links_loaded.discard(account_id)
         for account_id in accounts:
             self.accounts.pop(account_id, None)
             self.state_bytes -= self.state_sizes.pop(account_id, 0)
@@ -171,7 +177,7 @@ class WorkingSet:
             self.reset()
             return None
         accounts = changes.accounts | changes.friends
-        self.forget(accounts, changes.keys | self.recent_keys)
+        self.forget(accounts, changes.keys | self.recent_keys, changes.links)
         self.recent_keys = changes.keys
         return accounts
 
@@ -185,6 +191,7 @@ class Changes:
     accounts: set[str] = field(default_factory=set)
     friends: set[str] = field(default_factory=set)
     keys: set[str] = field(default_factory=set)
+    links: set[tuple[str, str]] = field(default_factory=set)
     complete: bool = True
 
 
@@ -192,8 +199,10 @@ def read_log(driver: Driver, after: int, upto: int) -> Changes:
     """The unit log's account of the audit span (after, upto]."""
     out = Changes()
     covered = 0
-    for seq, since, accounts, friends, keys in driver.rows(
-            "SELECT seq, since_seq, accounts, friends, keys FROM unit_log WHERE seq > ? AND seq <= ?", [after, upto]):
+    for seq, since, accounts, friends, keys, links in driver.rows(
+            "SELECT seq, since_seq, accounts, friends, keys, links FROM unit_log WHERE seq > ? AND seq <= ?",
+            [after, upto]):
+        out.links.update((kind, value) for kind, value in orjson.loads(links))
         covered += seq - since
         out.accounts.update(orjson.loads(accounts))
         out.friends.update(orjson.loads(friends))
@@ -233,6 +242,7 @@ class UnitOfWork:
         self.hit_rows: list[dict[str, Any]] = []
         self.flushed_hits: list[dict[str, Any]] = []  # for HitStore.committed once the transaction commits
         self.link_rows: list[dict[str, Any]] = []
+        self.link_rows_flushed: list[dict[str, Any]] = []
         self.case_rows: list[dict[str, Any]] = []
         self.audit: list[tuple[int, str, str, str]] = []  # at_ms, kind, subject, payload
         self.end: int | None = None  # audit seq after the unit's rows, once flushed
@@ -317,10 +327,18 @@ class UnitOfWork:
         return len(set(small).intersection(big)) if small else 0
 
     def linked_accounts(self, account_id: str) -> list[tuple[str, str]]:
-        self.prefetch_links([], [account_id])
+        self.prefetch_links(list(self.links_by_account.get(account_id, ())), [account_id])
         out = {(kind, other) for kind, value in self.links_by_account.get(account_id, ())
                for other in self.links_by_pair.get((kind, value), ()) if other != account_id}
         return sorted(out)
+
+    def prefetch_linked(self, accounts: Iterable[str]) -> None:
+        """The identifier links of the batch's accounts and the states of the accounts they link to, in a
+        few queries, not one per event (ban-evasion signals read them for every actor)."""
+        accounts = sorted(set(accounts))
+        self.prefetch_links([p for a in accounts for p in self.links_by_account.get(a, ())], accounts)
+        self._load_accounts({other for a in accounts for pair in self.links_by_account.get(a, ())
+                             for other in self.links_by_pair.get(pair, ())})
 
     def prefetch_links(self, pairs: list[tuple[str, str]], accounts: list[str]) -> None:
         """Load identifier links by value and by account, so ban-evasion look-ups run from memory."""
@@ -385,6 +403,7 @@ class UnitOfWork:
         self.hits.write(conn, self.hit_rows)
         self.flushed_hits += self.hit_rows
         _insert_new(conn, t.identity_links, self.link_rows, ["kind", "value_hash", "account"])
+        self.link_rows_flushed = self.link_rows
         if self.case_rows:
             conn.execute(t.cases.insert(), self.case_rows)
         head = self.head
@@ -402,9 +421,12 @@ class UnitOfWork:
             full = sorted(self.touched)
             friends = sorted(self.dirty - self.touched)
             keys = sorted({r["key"] for r in self.hit_rows})
-            self.driver.run("INSERT INTO unit_log (seq, since_seq, accounts, friends, keys) VALUES (?, ?, ?, ?, ?)",
+            links = sorted({(r["kind"], r["value_hash"]) for r in self.link_rows_flushed})
+            self.driver.run("INSERT INTO unit_log (seq, since_seq, accounts, friends, keys, links) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
                             [head[0] + len(self.audit), head[0], orjson.dumps(full).decode(),
-                             orjson.dumps(friends).decode(), orjson.dumps(keys).decode()])
+                             orjson.dumps(friends).decode(), orjson.dumps(keys).decode(),
+                             orjson.dumps(links).decode()])
             if (head[0] + len(self.audit)) // _PRUNE_EVERY != head[0] // _PRUNE_EVERY:
                 self.driver.run("DELETE FROM unit_log WHERE seq <= ?", [head[0] - _LOG_KEEP])
         heads = append_audit(conn, self.audit, head)
@@ -441,7 +463,7 @@ class UnitOfWork:
                     friends = set(stored.friends).union(self.friend_adds[account_id])
                     stored.friends = sorted(friends)
                     self.accounts[account_id] = stored
-        self.ws.forget((others.accounts | others.friends) - self.dirty, others.keys)
+        self.ws.forget((others.accounts | others.friends) - self.dirty, others.keys, others.links)
         self.ws.recent_keys |= others.keys
 
 def lock_head(conn: Connection) -> tuple[int, str]:

@@ -22,6 +22,7 @@ def upgrade() -> None:
         sa.Column("accounts", sa.Text, nullable=False),
         sa.Column("friends", sa.Text, nullable=False),
         sa.Column("keys", sa.Text, nullable=False),
+        sa.Column("links", sa.Text, nullable=False),
     )
 
 
