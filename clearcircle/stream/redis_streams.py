@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import re
 import socket
@@ -277,7 +276,7 @@ class RedisSource:
         return self._read({i: ">" for i in owned}, max_events, block_ms)
 
     def _read(self, ids: dict[int, str], max_events: int, block_ms: int | None) -> list[Batch]:
-        per = max(1, math.ceil(max_events / len(ids)))
+        per = max(1, max_events // len(ids))  # never more than max_events in all (the unit's --batch)
         streams = {self.address.partition_key(i): pos for i, pos in ids.items()}
         reply = self.client.xreadgroup(GROUP, self.me, streams, count=per, block=block_ms) or []
         by_key = {self.address.partition_key(i): i for i in ids}
