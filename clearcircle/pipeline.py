@@ -86,7 +86,7 @@ class Pipeline:
         with self._lock:
             try:
                 return self._submit(events)
-            except (IntegrityError, UnitConflict):  # an id stored first by another process: its decision stands
+            except (IntegrityError, UnitConflict):  # an id stored first elsewhere (its decision stands), a clash
                 self.conflicts += 1
                 return self._submit(events, exclusive=True)
 

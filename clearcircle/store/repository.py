@@ -121,8 +121,7 @@ class Store:
                 head = read_head(conn) if optimistic else lock_head(conn)
                 forgotten = ws.sync(Driver(conn), head[0])
                 uow = UnitOfWork(conn, ws, self.hits, head=None if optimistic else head, start=head[0],
-                                 reused=forgotten is not None, logged=events)
-                uow.forgotten = forgotten or set()
+                                 forgotten=forgotten, logged=events)
                 yield uow
                 uow.flush(now_ms())
             ws.seq = (uow.end if uow.end is not None else head[0]) if uow.complete else None

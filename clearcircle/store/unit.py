@@ -202,11 +202,11 @@ def read_log(driver: Driver, after: int, upto: int) -> Changes:
     for seq, since, accounts, friends, keys, links in driver.rows(
             "SELECT seq, since_seq, accounts, friends, keys, links FROM unit_log WHERE seq > ? AND seq <= ?",
             [after, upto]):
-        out.links.update((kind, value) for kind, value in orjson.loads(links))
         covered += seq - since
         out.accounts.update(orjson.loads(accounts))
         out.friends.update(orjson.loads(friends))
         out.keys.update(orjson.loads(keys))
+        out.links.update((kind, value) for kind, value in orjson.loads(links))
     out.friends -= out.accounts
     out.complete = covered == upto - after
     return out
@@ -216,17 +216,18 @@ class UnitOfWork:
     """Reads for signals (CounterReader, Lookups) and buffered writes for one batch."""
 
     def __init__(self, conn: Connection, ws: WorkingSet | None = None, hits: HitStore = SQL_HITS,
-                 head: tuple[int, str] | None = None, start: int | None = None, reused: bool = False,
-                 logged: bool = False) -> None:
+                 head: tuple[int, str] | None = None, start: int | None = None,
+                 forgotten: set[str] | None = None, logged: bool = False) -> None:
         self.conn = conn
         self.driver = Driver(conn)
         # (seq, hash) of the audit head when the unit holds its lock from the start (lock_head); None: an
         # optimistic unit, which reads and decides unlocked and locks the head only to write (flush)
         self.head = head
-        self.start = start if start is not None else (head[0] if head is not None else None)  # seq read at start
-        self.reused = reused  # nothing but units of events wrote since the working set was current
+        self.start = start  # audit seq read at the start; None: no other unit to check against
+        # nothing but units of events wrote since the working set was current (WorkingSet.sync did not empty it)
+        self.reused = forgotten is not None
+        self.forgotten = forgotten or set()  # accounts the working set dropped at the start: others changed them
         self.logged = logged  # a unit of events: what it changes goes to the unit log for other workers
-        self.forgotten: set[str] = set()  # accounts the working set dropped at the start: others changed them
         self.hits = hits
         self.ws = ws = ws or WorkingSet()
         self.accounts = ws.accounts
@@ -242,7 +243,6 @@ class UnitOfWork:
         self.hit_rows: list[dict[str, Any]] = []
         self.flushed_hits: list[dict[str, Any]] = []  # for HitStore.committed once the transaction commits
         self.link_rows: list[dict[str, Any]] = []
-        self.link_rows_flushed: list[dict[str, Any]] = []
         self.case_rows: list[dict[str, Any]] = []
         self.audit: list[tuple[int, str, str, str]] = []  # at_ms, kind, subject, payload
         self.end: int | None = None  # audit seq after the unit's rows, once flushed
@@ -269,13 +269,19 @@ class UnitOfWork:
             self.windows[pair].sort()
         since_of.update(dict.fromkeys(keys, since_ms))
 
-    def _load_accounts(self, ids: Iterable[str]) -> None:
-        missing = sorted(set(ids) - self.accounts.keys())
-        for chunk in _chunks(missing):
+    def _read_states(self, ids: list[str]) -> dict[str, AccountState]:
+        """Stored states of the accounts (those with one), read from the database, recording their sizes."""
+        out = {}
+        for chunk in _chunks(ids):
             for account_id, state in self.driver.rows(f"SELECT id, state FROM accounts WHERE id IN "
                                                       f"({marks(len(chunk))})", chunk):
-                self.accounts[account_id] = AccountState.model_validate_json(state)
+                out[account_id] = AccountState.model_validate_json(state)
                 self.ws.sized(account_id, len(state))
+        return out
+
+    def _load_accounts(self, ids: Iterable[str]) -> None:
+        missing = sorted(set(ids) - self.accounts.keys())
+        self.accounts.update(self._read_states(missing))
         for account_id in missing:
             self.accounts.setdefault(account_id, AccountState(account_id=account_id))
 
@@ -403,7 +409,6 @@ class UnitOfWork:
         self.hits.write(conn, self.hit_rows)
         self.flushed_hits += self.hit_rows
         _insert_new(conn, t.identity_links, self.link_rows, ["kind", "value_hash", "account"])
-        self.link_rows_flushed = self.link_rows
         if self.case_rows:
             conn.execute(t.cases.insert(), self.case_rows)
         head = self.head
@@ -421,7 +426,7 @@ class UnitOfWork:
             full = sorted(self.touched)
             friends = sorted(self.dirty - self.touched)
             keys = sorted({r["key"] for r in self.hit_rows})
-            links = sorted({(r["kind"], r["value_hash"]) for r in self.link_rows_flushed})
+            links = sorted({(r["kind"], r["value_hash"]) for r in self.link_rows})
             self.driver.run("INSERT INTO unit_log (seq, since_seq, accounts, friends, keys, links) "
                             "VALUES (?, ?, ?, ?, ?, ?)",
                             [head[0] + len(self.audit), head[0], orjson.dumps(full).decode(),
@@ -449,11 +454,7 @@ class UnitOfWork:
         if self.dirty & others.accounts & self.touched or (not others.complete and self.dirty):
             raise UnitConflict(f"{len(clash)} account(s) changed by another worker meanwhile")
         if clash:
-            current = {}
-            for chunk in _chunks(sorted(clash)):
-                for account_id, state in self.driver.rows(
-                        f"SELECT id, state FROM accounts WHERE id IN ({marks(len(chunk))})", chunk):
-                    current[account_id] = AccountState.model_validate_json(state)
+            current = self._read_states(sorted(clash))
             for account_id in clash:
                 stored = current.get(account_id) or AccountState(account_id=account_id)
                 if account_id in self.touched:  # ours changed in full, theirs only gained friends
