@@ -1,9 +1,10 @@
 """Several writer processes on one store (stream workers, `serve --workers`): no update is lost.
 
 Two pipelines with their own engines (as two processes would have) decide, at the same time, accepted
-friend requests that all touch one account. On SQLite units serialise on the write lock; on PostgreSQL they
-decide at once and merge the shared account's new friends at commit (tests/test_optimistic_units.py tests
-each case alone): the shared account ends with every friend, and the audit chain has one entry per decision.
+friend requests that all touch one account. They decide at once (SQLite: each in its own snapshot, queueing
+only for the write lock; PostgreSQL: unlocked reads) and merge the shared account's new friends at commit
+(tests/test_optimistic_units.py tests each case alone): the shared account ends with every friend, and the
+audit chain has one entry per decision.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Units of events decided at once by two workers on PostgreSQL (store.unit: optimistic units, the unit log).
+"""Units of events decided at once by two workers on one store (store.unit: optimistic units, the unit log).
 
 Each case opens one worker's unit, lets a second worker (its own engine, as another process) commit a unit
 in the middle of it, and then lets the first commit: friend lists merge, a clash of two full changes is a
@@ -22,8 +22,8 @@ from clearcircle.service import Service, open_service
 from clearcircle.store.unit import UnitConflict, WorkingSet, append_audit
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone(timedelta(hours=8)))
-# PostgreSQL only: SQLite holds its write lock from BEGIN, so its units never overlap
-pytestmark = pytest.mark.parametrize("db_backend", [pytest.param("postgresql", marks=pytest.mark.postgres)],
+# both stores: on SQLite an optimistic unit reads in a snapshot and takes the write lock only to flush
+pytestmark = pytest.mark.parametrize("db_backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
                                      indirect=True)
 
 
@@ -163,3 +163,4 @@ def test_an_identifier_another_worker_links_is_seen_by_a_kept_working_set(two: l
     with a.store.unit(ws, events=True) as uow:
         assert uow.reused  # the working set was kept, not emptied ...
         assert uow.linked_accounts("old") == [("device_hash", "new")]  # ... and still sees the new link
+

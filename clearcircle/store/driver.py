@@ -31,7 +31,8 @@ def marks(n: int) -> str:
 
 class Driver:
     """`rows`, `one`, `run`, `many` on the connection's DB-API cursor; SQL written with `?` placeholders
-    (turned into `%s` for psycopg) and no `?` anywhere else. Driver errors are raised as SQLAlchemy's
+    (turned into `%s` for psycopg; PostgreSQL-only SQL may use psycopg's `%b`, a parameter sent in binary) and
+    no `?` anywhere else. Driver errors are raised as SQLAlchemy's
     (IntegrityError, OperationalError, ...), like every other statement of the store."""
 
     def __init__(self, conn: Connection) -> None:
@@ -48,6 +49,23 @@ class Driver:
             raise DBAPIError.instance(sql, params, exc, self.error) from exc
         finally:
             cur.close()
+
+    def among(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """(`column` is one of the values, its parameters). PostgreSQL: `= ANY(?)` with one array, so the
+        statement text is the same for any number of values: psycopg converts it once and the server prepares
+        it (a varying `IN (?, ?, ...)` is parsed and planned anew on both sides every time). SQLite: IN."""
+        if self.postgresql:
+            return f"{column} = ANY(%b::text[])", [list(values)]  # %b: binary, no per-value escaping
+        return f"{column} IN ({marks(len(values))})", list(values)
+
+    def among_pairs(self, first: str, second: str, pairs: Sequence[tuple[Any, Any]]) -> tuple[str, list[Any]]:
+        """(`(first, second)` is one of the pairs, its parameters): two arrays zipped on PostgreSQL (one
+        statement text for any number of pairs, as in `among`), row values on SQLite."""
+        if self.postgresql:
+            return (f"({first}, {second}) IN (SELECT * FROM unnest(%b::text[], %b::text[]))",
+                    [[a for a, _b in pairs], [b for _a, b in pairs]])
+        return (f"({first}, {second}) IN (VALUES {', '.join(['(?, ?)'] * len(pairs))})",
+                [v for pair in pairs for v in pair])
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         args = tuple(params)

@@ -77,6 +77,7 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self.reads = reads(self.engine)  # read-only transactions (no write lock on SQLite)
+        self._head_exists = False  # the audit head row, once seen (SQLite snapshot units cannot create it)
         self.hits: HitStore = SQL_HITS
         self.redis: RedisHits | None = None
         if redis_url:
@@ -105,23 +106,30 @@ class Store:
              ) -> Iterator[UnitOfWork]:
         """One transaction: everything the unit buffered is flushed on success, nothing on error.
 
-        `events`: a unit deciding events. On PostgreSQL it is optimistic unless `exclusive`: it reads and
-        decides without holding the audit head, and locks it only to write (UnitOfWork.flush), so several
-        workers decide at once; it may raise UnitConflict, after which the caller runs it again exclusive.
-        What it changed goes to the unit log. Any other unit (a staff step, a detector run) holds the head
-        from its start. SQLite holds its write lock from BEGIN either way.
+        `events`: a unit deciding events. It is optimistic unless `exclusive`: it reads and decides without
+        holding the audit head, and locks it only to write (UnitOfWork.flush), so several workers decide at
+        once; it may raise UnitConflict, after which the caller runs it again exclusive. What it changed goes
+        to the unit log. Any other unit (a staff step, a detector run) holds the head from its start. On
+        SQLite an optimistic unit decides in a read transaction (a WAL snapshot, no lock) and takes the write
+        lock when it flushes (BEGIN IMMEDIATE): server processes sharing one file decide side by side and
+        queue only to write.
 
         The working set kept from the previous unit drops what other workers changed since (WorkingSet.sync);
         on any error it is emptied, since its in-memory state may be ahead of the database.
         """
         ws = ws or WorkingSet()
         try:
-            with self.engine.begin() as conn:
-                optimistic = events and not exclusive and conn.dialect.name == "postgresql"
+            optimistic = events and not exclusive
+            snapshot = optimistic and self.engine.dialect.name == "sqlite"  # BEGIN, then BEGIN IMMEDIATE to write
+            if snapshot and not self._head_exists:  # a new store's head row is made under the write lock
+                with self.engine.begin() as conn:
+                    lock_head(conn)
+                self._head_exists = True
+            with (self.reads if snapshot else self.engine).begin() as conn:
                 head = read_head(conn) if optimistic else lock_head(conn)
                 forgotten = ws.sync(Driver(conn), head[0])
                 uow = UnitOfWork(conn, ws, self.hits, head=None if optimistic else head, start=head[0],
-                                 forgotten=forgotten, logged=events)
+                                 forgotten=forgotten, logged=events, snapshot=snapshot)
                 yield uow
                 uow.flush(now_ms())
             ws.seq = (uow.end if uow.end is not None else head[0]) if uow.complete else None
