@@ -43,7 +43,7 @@ from clearcircle.config import Settings
 from clearcircle.events.schemas import parse_event_json
 from clearcircle.service import open_service
 from clearcircle.stream.base import StreamError, partition_account, partition_of
-from clearcircle.stream.redis_streams import GROUP, RedisSource, StreamAddress, connect, open_partitions
+from clearcircle.stream.redis_streams import GROUP, RedisSource, StreamAddress, connect, open_partitions, publish
 from clearcircle.stream.sinks import DECISION, DUPLICATE, RedisDecisionStream, WebhookDeliverer, sign
 from clearcircle.stream.worker import Worker
 from clearcircle.synthetic import generate
@@ -279,6 +279,28 @@ def test_partitions_are_shared_fairly_and_handed_over(redis_url: str) -> None:
     a.close()
     c.close()
     assert client.keys("share:lease:*") == [] and client.zcard("share:workers") == 0
+    client.close()
+
+
+def test_a_busy_partition_fills_the_batch_the_drained_ones_leave(redis_url: str) -> None:
+    """One hot partition among quiet ones: a fetch hands over a full batch of it (not an equal share per
+    partition), in its order, never more than asked; pending entries of a restarted consumer come the same way."""
+    address = StreamAddress.parse(_stream(redis_url, "hot"))
+    client = connect(address)
+    count = open_partitions(client, address, 8)
+    publish(client, address, [(3, b"h%d" % n) for n in range(250)] + [(5, b"q0"), (6, b"q1")])
+    source = RedisSource(client, address, count, lease_ms=5_000, consumer="one")
+    batches = source.fetch(100, 10)
+    sizes = {b.partition: len(b.entries) for b in batches}
+    assert sum(sizes.values()) == 100 and sizes[5] == 1 and sizes[6] == 1 and sizes[3] == 98
+    assert [e.data for e in next(b for b in batches if b.partition == 3).entries] == [b"h%d" % n for n in range(98)]
+    rest = [e.data for _ in range(3) for b in source.fetch(100, 10) for e in b.entries]
+    assert rest == [b"h%d" % n for n in range(98, 250)]  # the rest of the hot partition, in order, once
+    source.close()
+    again = RedisSource(client, address, count, lease_ms=5_000, consumer="one")  # same consumer: its pending
+    pending = {b.partition: [e.data for e in b.entries] for b in again.fetch(60, 10)}  # nothing was acked
+    assert pending == {3: [b"h%d" % n for n in range(58)], 5: [b"q0"], 6: [b"q1"]}
+    again.close()
     client.close()
 
 
