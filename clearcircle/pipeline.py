@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from clearcircle.enforcement.actions import Request
 from clearcircle.enforcement.enforce import enforce, from_moderator, from_policy
 from clearcircle.events.identifiers import HASHED_FIELDS, hash_identifiers
-from clearcircle.events.schemas import Event, parse_event
+from clearcircle.events.schemas import Event
 from clearcircle.merchants.registry import MerchantBook, record_facts
 from clearcircle.policy.campaigns import CampaignBook
 from clearcircle.policy.decision import AppliedAction
@@ -80,7 +80,7 @@ class Pipeline:
     def submit(self, events: Sequence[Event]) -> list[Outcome]:
         """Decide each event once (by id), in order, and commit them together.
 
-        Decided optimistically first (on PostgreSQL other workers decide meanwhile; see Store.unit); if
+        Decided optimistically first (other workers decide meanwhile; see Store.unit); if
         another worker's unit changed the same account in a way that cannot be merged, or stored one of these
         event ids first, the batch is decided again holding the audit head, which cannot conflict."""
         with self._lock:
@@ -132,15 +132,17 @@ class Pipeline:
         return outcomes
 
     def _prepare(self, event: Event) -> Event:
-        """Hash identifiers before anything else sees the event: the raw value never goes further."""
+        """Hash identifiers before anything else sees the event: the raw value never goes further.
+
+        A copy with the hashes in place, not a re-validation of the whole event: a hash ("h1:" and 64 hex
+        digits) is a valid value of every identifier field, and nothing else changes."""
         if event.type != "account_registered":
             return event
-        body = event.body.model_dump()
-        if not any(body.get(f) for f in HASHED_FIELDS):
+        identifiers = {f: getattr(event.body, f) for f in HASHED_FIELDS}
+        if not any(identifiers.values()):
             return event
-        wire = event.wire()
-        wire["body"] = hash_identifiers(body, self.hash_key)
-        return parse_event(wire)
+        hashed = hash_identifiers(identifiers, self.hash_key)
+        return event.model_copy(update={"body": event.body.model_copy(update=hashed)})
 
     def _facts(self, uow: UnitOfWork, event: Event, at_ms: int) -> None:
         """State that follows from the event itself, before any rule runs."""
@@ -205,7 +207,8 @@ class Pipeline:
         }
         if evaluation.campaigns:  # S12: the campaigns that changed this decision (absent: none did)
             payload["campaigns"] = evaluation.campaigns
-        text = orjson.dumps(payload).decode()  # insertion order kept: a re-read equals what is returned
+        raw = orjson.dumps(payload)  # insertion order kept: a re-read equals what is returned
+        text = raw.decode()
         uow.add_event({"id": event.id, "type": event.type, "actor": event.actor, "occurred_ms": at_ms,
                        "received_ms": now_ms(), "payload": event.model_dump_json()})
         uow.add_decision({"event_id": event.id, "verdict": verdict, "subject": subject,
@@ -213,7 +216,7 @@ class Pipeline:
                           "payload": text})
         # the audit row seals the stored decision by digest; `audit verify` checks the two agree
         uow.add_audit(at_ms, "decision", event.id, dumps({"verdict": verdict, "subject": subject,
-                                                           "sha256": hashlib.sha256(text.encode()).hexdigest()}))
+                                                           "sha256": hashlib.sha256(raw).hexdigest()}))
         for change in changes:
             self._record_change(uow, event, change, at_ms, evaluation)
         return payload

@@ -83,11 +83,13 @@ Limit = Annotated[int, Field(ge=0, le=10_000_000)]
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 
 
+@functools.lru_cache(maxsize=64)
 def lookup_order(account_class: str, account_type: str | None) -> tuple[str, ...]:
     """Where a per-class limit is looked up, most specific first: the class, then the registered type.
 
     A verified merchant that registered as a service account keeps the service push quota unless the pack
-    gives merchants their own, so a class never silently loses a limit its type has.
+    gives merchants their own, so a class never silently loses a limit its type has. Cached: quota signals
+    ask on every event, and there are only a handful of (class, type) pairs.
     """
     return tuple(dict.fromkeys(c for c in (account_class, account_type) if c))
 

@@ -9,10 +9,12 @@ and measured (`clearcircle train`, `clearcircle evaluate`).
 
 from __future__ import annotations
 
-from clearcircle.signals.classifier import shipped_model
+import functools
+
+from clearcircle.signals.classifier import MarketingModel, shipped_model
 from clearcircle.signals.context import SignalContext
 from clearcircle.signals.registry import REGISTRY
-from clearcircle.signals.text import TEXT_EVENTS, texts_of
+from clearcircle.signals.text import KEPT_TEXT_CHARS, TEXT_EVENTS, TEXT_PASSES_KEPT, texts_of
 
 signal = REGISTRY.signal
 
@@ -25,4 +27,11 @@ def _marketing(ctx: SignalContext) -> float:
     if not texts:
         return 0.0
     model = shipped_model()
-    return max(model.score(text) for text in texts)
+    return max(_kept_score(model, text) if len(text) <= KEPT_TEXT_CHARS else model.score(text) for text in texts)
+
+
+@functools.lru_cache(maxsize=TEXT_PASSES_KEPT)
+def _kept_score(model: MarketingModel, text: str) -> float:
+    """A short text's score, kept like its text pass (signals.text): the same advert or greeting comes back
+    many times, and a score is a pure function of the model and the text."""
+    return model.score(text)

@@ -9,6 +9,8 @@ number is still contact solicitation. Every hit keeps its span in the text as th
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,13 +81,32 @@ def analyse_text(text: str, lexicon: Lexicon | None) -> tuple[list[Hit], list[En
     return hits, entities
 
 
+# Passes kept, of texts up to KEPT_TEXT_CHARS (so at most a few MB). A pass is a pure function of the text and
+# the lexicon, and the same short text comes back again and again (a campaign's copy-pasted advert, a stock
+# greeting): a repeat costs a look-up instead of a normalisation, a lexicon match and an entity scan.
+TEXT_PASSES_KEPT = 2048
+KEPT_TEXT_CHARS = 1000
+
+
+@functools.lru_cache(maxsize=TEXT_PASSES_KEPT)
+def _kept_pass(text: str, lexicon: Lexicon | None) -> tuple[tuple[Hit, ...], tuple[Entity, ...]]:
+    """`analyse_text`, kept per (text, lexicon); tuples, so no event can change what the next one is given.
+    A lexicon is keyed by identity: a newly published pack's lexicon never finds an older one's passes."""
+    hits, entities = analyse_text(text, lexicon)
+    return tuple(hits), tuple(entities)
+
+
+def _text_pass(text: str, lexicon: Lexicon | None) -> tuple[Sequence[Hit], Sequence[Entity]]:
+    return _kept_pass(text, lexicon) if len(text) <= KEPT_TEXT_CHARS else analyse_text(text, lexicon)
+
+
 def _analyse(ctx: SignalContext) -> None:
     """The one text pass of an event, memoised: lexicon hits and entities of every field."""
     lexicon: Lexicon | None = ctx.resources.get("lexicon")
     hits: list[FieldHit] = []
     found: list[FieldEntity] = []
     for field, text in texts_of(ctx):
-        field_hits, entities = analyse_text(text, lexicon)
+        field_hits, entities = _text_pass(text, lexicon)
         hits.extend(FieldHit(field, h) for h in field_hits)
         found.extend(FieldEntity(field, e) for e in entities)
     ctx.memo["_text_hits"] = hits
