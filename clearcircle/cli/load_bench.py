@@ -403,7 +403,8 @@ def bench_load(
     seconds: Annotated[float, typer.Option(min=1, max=600, help="seconds of load per phase")] = 10,
     connections: Annotated[int, typer.Option(min=1, max=256, help="keep-alive connections, single events")] = 8,
     batch: Annotated[int, typer.Option(min=2, max=1000, help="events per batch request")] = 500,
-    batch_connections: Annotated[int, typer.Option(min=1, max=64, help="connections for batches")] = 2,
+    batch_connections: Annotated[int, typer.Option(min=0, max=64, help="connections for batches (0: two per "
+                                                                     "server worker)")] = 0,
     soak_minutes: Annotated[float, typer.Option(min=0, max=240, help="then a memory soak this long")] = 0,
     log_level: Annotated[str, typer.Option(help="the server's log level (serve's default: info)")] = "info",
     rate_limit: Annotated[float, typer.Option(help="the server's per-key requests/s (high: limiter on, "
@@ -426,6 +427,8 @@ def bench_load(
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
         runner = asyncio.run
+    # the kernel hands connections to worker processes unevenly: two each keeps every worker busy
+    batch_connections = batch_connections or 2 * workers
     ok = runner(_run(seconds, connections, batch, batch_connections, soak_minutes, log_level, rate_limit, workers,
                      client))
     if not ok:
