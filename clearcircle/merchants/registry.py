@@ -296,7 +296,8 @@ class MerchantBook:
         already read are still current and only accounts not seen yet are read."""
         wanted = set(accounts)
         if keep:
-            wanted -= self.records.keys() | self._absent
+            records, absent = self.records, self._absent  # per account: a union would copy both each batch
+            wanted = {a for a in wanted if a not in records and a not in absent}
         else:
             self.records, self._absent = {}, set()
         if wanted:

@@ -60,12 +60,19 @@ class Driver:
 
     def among_pairs(self, first: str, second: str, pairs: Sequence[tuple[Any, Any]]) -> tuple[str, list[Any]]:
         """(`(first, second)` is one of the pairs, its parameters): two arrays zipped on PostgreSQL (one
-        statement text for any number of pairs, as in `among`), row values on SQLite."""
+        statement text for any number of pairs, as in `among`). SQLite: `first = ? AND second IN (...)` for
+        each distinct first, ORed: its planner searches an index on (first, second) for that form, while it
+        scans the whole table for a row-value `IN (VALUES ...)` (200,000 links: 1.5 ms against 141 ms)."""
         if self.postgresql:
             return (f"({first}, {second}) IN (SELECT * FROM unnest(%b::text[], %b::text[]))",
                     [[a for a, _b in pairs], [b for _a, b in pairs]])
-        return (f"({first}, {second}) IN (VALUES {', '.join(['(?, ?)'] * len(pairs))})",
-                [v for pair in pairs for v in pair])
+        seconds: dict[Any, list[Any]] = {}
+        for a, b in pairs:
+            seconds.setdefault(a, []).append(b)
+        if not seconds:
+            return "0 = 1", []
+        where = " OR ".join(f"({first} = ? AND {second} IN ({marks(len(bs))}))" for bs in seconds.values())
+        return f"({where})", [v for a, bs in seconds.items() for v in (a, *bs)]
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         args = tuple(params)

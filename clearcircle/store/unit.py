@@ -294,7 +294,8 @@ class UnitOfWork:
         return out
 
     def _load_accounts(self, ids: Iterable[str]) -> None:
-        missing = sorted(set(ids) - self.accounts.keys())
+        accounts = self.accounts  # not `set - keys()`: that walks every key of the working set
+        missing = sorted({i for i in ids if i not in accounts})
         self.accounts.update(self._read_states(missing))
         for account_id in missing:
             self.accounts.setdefault(account_id, AccountState(account_id=account_id))

@@ -1,0 +1,65 @@
+"""Driver.among / among_pairs: the set look-ups the unit of work reads accounts and identifier links with.
+
+They build dialect-specific SQL (arrays on PostgreSQL, IN lists on SQLite), so each is checked on both stores
+for exact results, and on SQLite for using the primary key instead of scanning the table (a row-value
+`IN (VALUES ...)` scanned every identifier link on each batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection
+
+from clearcircle.config import Settings
+from clearcircle.service import open_service
+from clearcircle.store.driver import Driver
+
+pytestmark = pytest.mark.parametrize("db_backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+                                     indirect=True)
+
+LINKS = [(kind, f"h{i}", f"acct-{i % 7}") for i in range(60) for kind in ("phone", "device", "payment")]
+
+
+@pytest.fixture
+def conn(make_db_url: Any, tmp_path: Path) -> Iterator[Connection]:
+    service = open_service(Settings(db_url=make_db_url(), key_file=tmp_path / "k"))
+    with service.store.engine.begin() as c:
+        Driver(c).many("INSERT INTO identity_links (kind, value_hash, account, linked_ms) VALUES (?, ?, ?, 0)",
+                       LINKS)
+    with service.store.engine.connect() as c:
+        yield c
+    service.close()
+
+
+@pytest.mark.parametrize("pairs", [
+    [("phone", "h3"), ("device", "h3"), ("payment", "h59"), ("phone", "nope"), ("fax", "h3")],
+    [("device", "h10")],
+    [],
+])
+def test_among_pairs_finds_exactly_the_rows_of_the_pairs(conn: Connection, pairs: list[tuple[str, str]]) -> None:
+    driver = Driver(conn)
+    where, params = driver.among_pairs("kind", "value_hash", pairs)
+    got = sorted(driver.rows(f"SELECT kind, value_hash, account FROM identity_links WHERE {where}", params))
+    assert got == sorted(row for row in LINKS if (row[0], row[1]) in set(pairs))
+
+
+def test_among_finds_exactly_the_rows_of_the_values(conn: Connection) -> None:
+    driver = Driver(conn)
+    where, params = driver.among("account", ["acct-2", "acct-5", "nobody"])
+    got = sorted(driver.rows(f"SELECT kind, value_hash FROM identity_links WHERE {where}", params))
+    assert got == sorted((k, h) for k, h, a in LINKS if a in ("acct-2", "acct-5"))
+
+
+def test_sqlite_searches_the_key_for_pairs_instead_of_scanning(conn: Connection, db_backend: str) -> None:
+    if db_backend != "sqlite":
+        pytest.skip("query plans differ; PostgreSQL's is its planner's choice by table size")
+    driver = Driver(conn)
+    pairs = [("phone", "h1"), ("device", "h2"), ("phone", "h4")]
+    where, params = driver.among_pairs("kind", "value_hash", pairs)
+    plan = " | ".join(str(r[-1]) for r in driver.rows(
+        f"EXPLAIN QUERY PLAN SELECT kind, value_hash, account FROM identity_links WHERE {where}", params))
+    assert "SEARCH identity_links" in plan and "SCAN identity_links" not in plan, plan
