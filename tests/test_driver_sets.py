@@ -1,4 +1,5 @@
-"""Driver.among / among_pairs: the set look-ups the unit of work reads accounts and identifier links with.
+"""Driver.among / among_pairs: the set look-ups the unit of work reads accounts, identifier links and merchant
+records with.
 
 They build dialect-specific SQL (arrays on PostgreSQL, IN lists on SQLite), so each is checked on both stores
 for exact results, and on SQLite for using the primary key instead of scanning the table (a row-value
@@ -8,6 +9,7 @@ for exact results, and on SQLite for using the primary key instead of scanning t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ import pytest
 from sqlalchemy import Connection
 
 from clearcircle.config import Settings
+from clearcircle.merchants import registry as merchant_registry
+from clearcircle.merchants.registry import MerchantRecord
 from clearcircle.service import open_service
 from clearcircle.store.driver import Driver
 
@@ -63,3 +67,16 @@ def test_sqlite_searches_the_key_for_pairs_instead_of_scanning(conn: Connection,
     plan = " | ".join(str(r[-1]) for r in driver.rows(
         f"EXPLAIN QUERY PLAN SELECT kind, value_hash, account FROM identity_links WHERE {where}", params))
     assert "SEARCH identity_links" in plan and "SCAN identity_links" not in plan, plan
+
+
+def test_merchant_records_load_back_equal_through_the_driver(conn: Connection) -> None:
+    """The pipeline reads the batch's merchant records through `among` on every submit."""
+    saved = [MerchantRecord(f"shop-{i}", f"Shop {i} Co., Ltd.", "91350100M000100Y43", "JY13501000000001" if i else None,
+                            ("food", "cosmetics")[: i + 1], ("verified", "pending", "revoked")[i],
+                            "licence withdrawn" if i == 2 else None, date(2027, 1, 31) if i == 0 else None,
+                            f"app-{i}", 1_000 + i, 2_000 + i) for i in range(3)]
+    with conn.begin():
+        for record in saved:
+            merchant_registry.save(conn, record, existed=False)
+    got = merchant_registry.load(conn, ["shop-0", "shop-2", "shop-2", "nobody"])
+    assert got == {"shop-0": saved[0], "shop-2": saved[2]}

@@ -30,6 +30,7 @@ Decisions made here, and why:
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -41,6 +42,7 @@ from sqlalchemy import Connection, select
 
 from clearcircle.merchants.codes import CodeError, validate_credit_code, validate_food_licence
 from clearcircle.store import tables as t
+from clearcircle.store.driver import Driver
 
 if TYPE_CHECKING:
     from clearcircle.events.schemas import Event
@@ -161,12 +163,21 @@ def validate_application(company_name: str, credit_code: str, food_licence: str 
 # -- reads and writes on a connection (the caller's transaction) --------------------------------------------------
 
 
+_COLUMNS = [c.name for c in t.merchants.columns]
+_ROW = namedtuple("_ROW", _COLUMNS)  # type: ignore[misc]  # from_row reads columns by name
+
+
 def load(conn: Connection, accounts: Iterable[str]) -> dict[str, MerchantRecord]:
+    """Records of the accounts that have one. Read on every submit, so through the driver (a composed
+    SQLAlchemy select cost more than the look-up itself)."""
     wanted = sorted(set(accounts))
     out: dict[str, MerchantRecord] = {}
+    driver = Driver(conn)
     for i in range(0, len(wanted), _CHUNK):
-        rows = conn.execute(select(t.merchants).where(t.merchants.c.account.in_(wanted[i : i + _CHUNK])))
-        out.update((r.account, MerchantRecord.from_row(r)) for r in rows)
+        where, params = driver.among("account", wanted[i : i + _CHUNK])
+        for row in driver.rows(f"SELECT {', '.join(_COLUMNS)} FROM merchants WHERE {where}", params):
+            record = MerchantRecord.from_row(_ROW(*row))
+            out[record.account] = record
     return out
 
 
