@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from clearcircle.obs.logs import JsonFormatter, configure, event_context, redact
 from clearcircle.store import tables as t
+from clearcircle.store.unit import UnitConflict
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -27,6 +28,16 @@ def test_metrics_count_events_verdicts_rules_latency_and_open_cases(sqlite_url, 
     with open_api(sqlite_url, tmp_path) as api:
         assert api.post_event(induced_share_post("m-1", actor="u-a")).status_code == 200
         assert api.post_event(induced_share_post("m-1", actor="u-a")).json()["duplicate"] is True
+        pipeline, clash = api.svc.pipeline, [True]
+        optimistic = pipeline._submit
+
+        def clash_once(events, exclusive=False):  # noqa: ANN001, ANN202
+            if clash and not exclusive:  # another writer changed the same accounts first: decided again, locked
+                clash.pop()
+                raise UnitConflict("test")
+            return optimistic(events, exclusive)
+
+        pipeline._submit = clash_once
         assert api.post_batch([event("like", f"l-{i}") for i in range(4)]).status_code == 200
         with api.svc.store.engine.begin() as conn:  # cases opened elsewhere (another worker, a detector run)
             conn.execute(t.cases.insert(), [{"account": f"u-{i}", "event_id": "m-1", "source": "rule", "rules": "[]",
@@ -48,6 +59,7 @@ def test_metrics_count_events_verdicts_rules_latency_and_open_cases(sqlite_url, 
     assert value(found, "clearcircle_http_requests_total", method="POST", status="200") == 3
     assert value(found, "clearcircle_http_requests_total", method="GET", status="401") == 1
     assert open_cases >= 3
+    assert value(found, "clearcircle_unit_conflicts_total") == 1
     assert sum(v for (name, _l), v in found.items() if name == "clearcircle_open_cases") == open_cases
 
 

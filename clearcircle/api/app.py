@@ -214,7 +214,7 @@ def create_app(service: Service) -> FastAPI:
         return _error(422, "invalid request", errors)
 
     settings = service.settings
-    app.state.metrics = metrics = Metrics(service.store)
+    app.state.metrics = metrics = Metrics(service.store, lambda: service.pipeline.conflicts)  # the live pipeline
     stream = StreamPublisher(settings.stream_url) if settings.stream_url else None  # ?async=true
     app.state.event_routes = events = EventRoutes(service, metrics, stream, _DECISION_FIELDS)
     # innermost of ours: the two hot event routes are answered here, without the router (api/event_routes.py)

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the HTTP API: events by type, verdicts, rules fired, decision latency, open cases.
+"""Prometheus metrics of the HTTP API: events by type, verdicts, rules fired, decision latency, open cases,
+batches decided again after a conflict.
 
 Each app gets its own CollectorRegistry (tests build many apps in one process; the global registry would
 refuse the second). `GET /metrics` is answered by the `MetricsMiddleware` before routing, like /healthz it
@@ -11,11 +12,11 @@ process opened or closed the cases.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
@@ -45,10 +46,22 @@ class _OpenCases(Collector):
         yield family
 
 
+class _Conflicts(Collector):
+    """Batches this process decided again holding the lock after a conflict with another writer: the cost of
+    several writers on one store (a high rate means they keep deciding the same accounts at once)."""
+
+    def __init__(self, read: Callable[[], int]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        yield CounterMetricFamily("clearcircle_unit_conflicts", "Batches decided again, holding the lock, after "
+                                  "another writer changed the same accounts first", value=self.read())
+
+
 class Metrics:
     """The API's metrics; `observe` is called once per submitted request with its outcomes."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, conflicts: Callable[[], int] = lambda: 0) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.events = Counter("clearcircle_events", "Events received, by type and outcome (decided, duplicate: the "
@@ -62,6 +75,7 @@ class Metrics:
         self.requests = Counter("clearcircle_http_requests", "HTTP requests answered, by method and status",
                                 ["method", "status"], registry=r)
         r.register(_OpenCases(store))
+        r.register(_Conflicts(conflicts))
         # labelled children by (metric, labels): `labels()` validates and locks on every call, 4x an `inc`
         self._children: dict[tuple[Any, ...], Any] = {}
 
