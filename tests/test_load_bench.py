@@ -27,7 +27,7 @@ def test_bench_load_prints_throughput_latency_and_server_cpu(workers, client):
     assert f"{workers} worker process(es)" in out
     assert ("client: wrk" if client == "wrk" else "client: bench-load's own") in out
     assert re.search(r"single events \(8 connections\): [1-9]\d* requests", out), out
-    assert re.search(r"batches of 20 \(2 connections\): [1-9]\d* requests", out), out
+    assert re.search(rf"batches of 20 \({2 * workers} connections\): [1-9]\d* requests", out), out  # 2 a worker
     assert len(re.findall(r"server CPU: \d+\.\ds = \d+\.\d\d ms a request", out)) == 2, out
     assert "non-200" not in out, out
 

@@ -17,7 +17,8 @@ runner = CliRunner()
 
 
 def _rate(output: str, label: str) -> float:
-    found = re.search(rf"^{re.escape(label)}: ([\d,]+) events/s$", output, re.M)
+    found = re.search(rf"^{re.escape(label)}: ([\d,]+) events/s($|  \(CPU an event: workers [\d,]+ µs, whole "
+                      rf"machine [\d,]+ µs; all \d+ cores busy at that cost: [\d,]+ events/s\)$)", output, re.M)
     assert found, f"no {label!r} figure in:\n{output}"
     return float(found.group(1).replace(",", ""))
 
@@ -32,6 +33,7 @@ def test_bench_stream_prints_the_three_figures_and_the_targets(postgres_server: 
     assert "events: 300" in out
     for label in ("replay, 1 process", "stream, 1 worker", "stream, 2 workers"):
         assert _rate(out, label) > 0
+    assert out.count("(CPU an event: workers") == 2  # each stream run says what its events cost
     assert re.search(r"^target >= 5,000 events/s with 2 workers: (met|not met)$", out, re.M)
     assert re.search(r"^target 2 workers >= 1.6 x 1 worker: (met|not met)$", out, re.M)
     assert re.search(r"^load average: [\d.]+ [\d.]+ [\d.]+", out, re.M)

@@ -37,12 +37,12 @@ import typer
 
 from clearcircle.cli.common import console, fail
 from clearcircle.devservers import free_port, stop_process
+from clearcircle.obs.procs import cpu_seconds, rss_mb
 from clearcircle.synthetic import generate
 
 SINGLE_RPS_TARGET = 1_000
 SINGLE_P99_TARGET_MS = 10.0
 BATCH_EPS_TARGET = 10_000
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -109,44 +109,6 @@ class _Conn:
         self.writer.close()
 
 
-def _tree(pid: int) -> list[int]:
-    """The process and its descendants (`serve --workers N`: the supervisor and its N workers)."""
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        found.append(p)
-        try:
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of the process and its descendants, in seconds."""
-    total = 0
-    for p in _tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / _CLK_TCK
-
-
-def _rss_mb(pid: int) -> float:
-    """Resident memory of the process and its descendants, in MB."""
-    total = 0
-    for p in _tree(pid):
-        try:
-            lines = Path(f"/proc/{p}/status").read_text().splitlines()
-        except OSError:
-            continue
-        total += next((int(line.split()[1]) for line in lines if line.startswith("VmRSS:")), 0)
-    return total / 1024
-
-
 def _event_bodies(prefix: str) -> Iterator[bytes]:
     """An endless realistic mix (synthetic.generate), ids made unique per phase."""
     for round_ in itertools.count():
@@ -173,7 +135,7 @@ async def _drive(host: str, port: int, key: str, phase: Phase, path: str, bodies
                 phase.latencies.append(time.perf_counter() - sent)
                 phase.events += per_request
 
-    cpu0, started = _cpu_seconds(pid), time.perf_counter()
+    cpu0, started = cpu_seconds(pid), time.perf_counter()
     deadline = started + seconds
     try:
         await asyncio.gather(*(worker(c) for c in conns))
@@ -181,7 +143,7 @@ async def _drive(host: str, port: int, key: str, phase: Phase, path: str, bodies
         for c in conns:
             c.close()
     phase.seconds = time.perf_counter() - started
-    phase.cpu_seconds = _cpu_seconds(pid) - cpu0
+    phase.cpu_seconds = cpu_seconds(pid) - cpu0
 
 
 _WRK_SCRIPT = r"""
@@ -218,14 +180,14 @@ async def _drive_wrk(tmp: Path, host: str, port: int, key: str, phase: Phase, pa
                 fh.write(next(bodies) + b"\n")
             else:
                 fh.write(b'{"events":[' + b",".join(itertools.islice(bodies, per_request)) + b"]}\n")
-    cpu0, started = _cpu_seconds(pid), time.perf_counter()
+    cpu0, started = cpu_seconds(pid), time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
         "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s", "-s", str(script),
         f"http://{host}:{port}", "--", path, key, str(data), stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT)
     out, _ = await proc.communicate()
     phase.seconds = time.perf_counter() - started
-    phase.cpu_seconds = _cpu_seconds(pid) - cpu0
+    phase.cpu_seconds = cpu_seconds(pid) - cpu0
     line = next((ln for ln in out.decode(errors="replace").splitlines() if ln.startswith("CCJSON ")), None)
     if proc.returncode != 0 or line is None:
         raise fail(f"wrk failed (exit {proc.returncode}):\n{out.decode(errors='replace')[-2000:]}")
@@ -378,7 +340,7 @@ async def _soak(host: str, port: int, key: str, pid: int, minutes: float, connec
 
     async def sample() -> None:
         while True:
-            samples.append((time.monotonic() - started, _rss_mb(pid)))
+            samples.append((time.monotonic() - started, rss_mb(pid)))
             await asyncio.sleep(5)
 
     sampler = asyncio.create_task(sample())
@@ -386,7 +348,7 @@ async def _soak(host: str, port: int, key: str, pid: int, minutes: float, connec
         await _drive(host, port, key, phase, "/v1/events", _event_bodies("k"), 1, minutes * 60, connections, pid)
     finally:
         sampler.cancel()
-    samples.append((time.monotonic() - started, _rss_mb(pid)))
+    samples.append((time.monotonic() - started, rss_mb(pid)))
     warm = minutes * 60 / 10
     steady = [rss for at, rss in samples if at >= warm] or [samples[-1][1]]
     start, end, peak = steady[0], steady[-1], max(rss for _at, rss in samples)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -197,8 +198,12 @@ def bench_stream(events: int, db: str | None, redis_url: str | None, batch: int,
     one, five, fifteen = result.load
     console.print(f"events: {result.events:,}  batch: {batch}  partitions: {partitions}  ({result.servers})")
     console.print(f"replay, 1 process: {result.replay:,.0f} events/s")
+    cores = os.cpu_count() or 1
     for n, rate in sorted(result.stream.items()):
-        console.print(f"stream, {n} worker{'s' if n > 1 else ''}: {rate:,.0f} events/s")
+        workers_us, machine_us = result.cpu[n]
+        console.print(f"stream, {n} worker{'s' if n > 1 else ''}: {rate:,.0f} events/s  (CPU an event: workers "
+                      f"{workers_us:,.0f} µs, whole machine {machine_us:,.0f} µs; all {cores} cores busy at that "
+                      f"cost: {cores * 1e6 / max(machine_us, 1e-9):,.0f} events/s)")
     for target, met in result.targets():
         console.print(f"target {target}: " + {True: "[green]met[/green]", False: "[red]not met[/red]",
                                               None: "not measured"}[met])

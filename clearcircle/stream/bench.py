@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 from clearcircle import devservers
 from clearcircle.config import Settings
 from clearcircle.events.schemas import parse_event_json
+from clearcircle.obs.procs import cpu_seconds_of, machine_busy_seconds
 from clearcircle.service import open_service
 from clearcircle.signals.warmup import warm_up
 from clearcircle.stream.base import StreamError, actor_hash, partition_account
@@ -50,6 +51,8 @@ class StreamBench:
     replay: float = 0.0
     stream: dict[int, float] = field(default_factory=dict)
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)  # 1/5/15-minute load average at the end
+    # worker count -> (µs of CPU an event: the workers together, the whole machine while they ran)
+    cpu: dict[int, tuple[float, float]] = field(default_factory=dict)
     servers: str = ""
 
     def targets(self) -> list[tuple[str, bool | None]]:
@@ -140,8 +143,10 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str, procs: Seque
 
 
 def _through_stream(db_url: str, redis_url: str, lines: Sequence[bytes], hashes: Sequence[int], workers: int,
-                    batch: int, partitions: int, tmp: Path, timeout: float) -> float:
-    """Events/s from the first XADD until the last decision is out, with `workers` worker processes."""
+                    batch: int, partitions: int, tmp: Path, timeout: float) -> tuple[float, float, float]:
+    """Events/s from the first XADD until the last decision is out, with `workers` worker processes; and µs of
+    CPU an event spent by the workers and by the whole machine (them, PostgreSQL, Redis, the publisher and
+    whatever else ran) over the same span. What the workers do not spend is what they share the cores with."""
     open_service(_settings(db_url, tmp)).close()  # migrate once, so the workers do not race to
     name = f"bench-{uuid.uuid4().hex[:8]}"
     url = _stream_url(redis_url, name)
@@ -158,13 +163,16 @@ def _through_stream(db_url: str, redis_url: str, lines: Sequence[bytes], hashes:
         try:
             _wait(lambda: client.zcard(f"{name}:workers") == workers, 120, f"{workers} worker(s) to join", procs)
             time.sleep(0.5)  # let them share the partitions out before the clock starts
-            started = time.perf_counter()
+            pids = [proc.pid for proc in procs]
+            cpu0, machine0, started = cpu_seconds_of(pids), machine_busy_seconds(), time.perf_counter()
             publish(client, address, ((h % count, line) for h, line in zip(hashes, lines, strict=True)))
             _wait(lambda: client.xlen(address.decisions_key) >= len(lines), timeout, "every decision", procs)
+            elapsed = time.perf_counter() - started
+            cpu, machine = cpu_seconds_of(pids) - cpu0, machine_busy_seconds() - machine0
         except StreamError as exc:
             tail = (tmp / f"{name}-0.log").read_text(errors="replace").strip()[-800:]
             raise StreamError(f"{exc}\nworker log (last lines):\n{tail}") from None
-        return len(lines) / (time.perf_counter() - started)
+        return len(lines) / elapsed, cpu * 1e6 / len(lines), machine * 1e6 / len(lines)
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -208,8 +216,9 @@ def run(events: int, db_url: str | None = None, redis_url: str | None = None, ba
                 result.replay = _replay(databases.create(), lines, batch, tmp)
                 for n in worker_counts:
                     progress(f"stream: {len(lines):,} events, {n} worker process(es)")
-                    result.stream[n] = _through_stream(databases.create(), r_url, lines, hashes, n, batch,
-                                                       partitions, tmp, timeout)
+                    result.stream[n], *cpu = _through_stream(databases.create(), r_url, lines, hashes, n, batch,
+                                                             partitions, tmp, timeout)
+                    result.cpu[n] = (cpu[0], cpu[1])
             finally:
                 databases.drop_all()
     except devservers.ServerUnavailable as exc:
