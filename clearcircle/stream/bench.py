@@ -216,9 +216,9 @@ def run(events: int, db_url: str | None = None, redis_url: str | None = None, ba
                 result.replay = _replay(databases.create(), lines, batch, tmp)
                 for n in worker_counts:
                     progress(f"stream: {len(lines):,} events, {n} worker process(es)")
-                    result.stream[n], *cpu = _through_stream(databases.create(), r_url, lines, hashes, n, batch,
-                                                             partitions, tmp, timeout)
-                    result.cpu[n] = (cpu[0], cpu[1])
+                    rate, workers_us, machine_us = _through_stream(databases.create(), r_url, lines, hashes, n,
+                                                                   batch, partitions, tmp, timeout)
+                    result.stream[n], result.cpu[n] = rate, (workers_us, machine_us)
             finally:
                 databases.drop_all()
     except devservers.ServerUnavailable as exc:

@@ -140,9 +140,9 @@ def open_partitions(client: redis.Redis, address: StreamAddress, requested: int 
 
 
 # KEYS[1]: a partition; ARGV: event JSON texts, XADDed in order under FIELD
-_XADD_EVENTS = """
+_XADD_EVENTS = f"""
 for i = 1, #ARGV do
-  redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
+  redis.call('XADD', KEYS[1], '*', '{FIELD.decode()}', ARGV[i])
 end
 return #ARGV
 """

@@ -35,11 +35,12 @@ DECISION = b"decision"
 DUPLICATE = b"duplicate"
 
 
-# ARGV: maxlen, then decision, duplicate flag, decision, flag, ...: one XADD each, in order (the field names
-# are DECISION and DUPLICATE below)
-_XADD_ALL = """
+# ARGV: maxlen, then decision, duplicate flag, decision, flag, ...: one XADD each, in order, under the
+# field names DECISION and DUPLICATE
+_XADD_ALL = f"""
 for i = 2, #ARGV, 2 do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'decision', ARGV[i], 'duplicate', ARGV[i + 1])
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', '{DECISION.decode()}', ARGV[i], '{DUPLICATE.decode()}',
+             ARGV[i + 1])
 end
 return (#ARGV - 1) / 2
 """
