@@ -34,8 +34,9 @@ def _stream_url(redis_url: str, name: str) -> str:
 
 
 def _entries(client: redis.Redis, name: str, partitions: int) -> dict[int, list[str]]:
-    """Partition -> the event ids on it, in stream order."""
-    return {i: [orjson.loads(f[b"e"])["id"] for _id, f in client.xrange(f"{name}:p{i}")] for i in range(partitions)}
+    """Partition -> the event ids on it, in stream order (barriers, which hold no event, left out)."""
+    return {i: [orjson.loads(f[b"e"])["id"] for _id, f in client.xrange(f"{name}:p{i}") if b"e" in f]
+            for i in range(partitions)}
 
 
 def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -151,3 +152,26 @@ def test_serve_refuses_a_bad_stream_url_with_a_message(sqlite_url):
     result = CliRunner().invoke(app, ["serve", "--db", sqlite_url, "--stream", "http://127.0.0.1:6379/events"])
     assert result.exit_code == 2
     assert "redis://HOST:PORT/NAME" in result.output
+
+
+def test_async_on_an_exact_stream_numbers_events_and_holds_the_reporters_partition(redis_url: str) -> None:
+    """On a stream opened as exact (docs/stream.md), the API publishes as `clearcircle publish` does: each
+    event numbered in the order of the batch, and a report also holds its reporter's partition (a barrier)."""
+    from clearcircle.api.stream_ingest import StreamPublisher
+
+    url = _stream_url(redis_url, "api-exact")
+    address = StreamAddress.parse(url)
+    client = connect(address)
+    partitions = open_partitions(client, address, 4, "exact")
+    reporter = next(f"rep-{i}" for i in range(100) if partition_of(f"rep-{i}", 4) != partition_of("u-x", 4))
+    sent = [event("like", "x-1", actor="u-x"), event("report", "x-2", actor=reporter, target="u-x")]
+    publisher = StreamPublisher(url)
+    try:
+        assert publisher.publish([(parse_event_json(orjson.dumps(e)), orjson.dumps(e)) for e in sent]) == 2
+    finally:
+        publisher.close()
+    home = client.xrange(f"api-exact:p{partition_of('u-x', partitions)}")
+    assert [(i, orjson.loads(f[b"e"])["id"]) for i, f in home] == [(b"1-0", "x-1"), (b"2-0", "x-2")]
+    held = client.xrange(f"api-exact:p{partition_of(reporter, partitions)}")
+    assert held == [(b"2-0", {b"b": str(partition_of("u-x", partitions)).encode()})]
+    client.close()

@@ -42,7 +42,8 @@ from clearcircle.cli.main import app
 from clearcircle.config import Settings
 from clearcircle.events.schemas import parse_event_json
 from clearcircle.service import open_service
-from clearcircle.stream.base import StreamError, partition_account, partition_of
+from clearcircle.stream.base import StreamError, partition_account, partition_of, route
+from clearcircle.stream.exact import seq_of
 from clearcircle.stream.redis_streams import GROUP, RedisSource, StreamAddress, connect, open_partitions, publish
 from clearcircle.stream.sinks import DECISION, DUPLICATE, RedisDecisionStream, WebhookDeliverer, sign
 from clearcircle.stream.worker import Worker
@@ -223,23 +224,51 @@ def test_publish_refuses_a_file_with_one_invalid_line_whole(redis_url: str, tmp_
 
 def test_publish_puts_each_actor_in_its_partition_in_order_and_keeps_the_count(redis_url: str,
                                                                                tmp_path: Path) -> None:
+    """An exact stream: each event in its account's partition as entry `SEQ-0`, SEQ its place in
+    the file, and a barrier with the same id in each other partition it waits for (`route`)."""
     path = tmp_path / "events.jsonl"
     events = _write_events(path, 300, accounts=40, seed=5)
     url = _stream(redis_url, "orders")
-    result = runner.invoke(app, ["publish", str(path), "--stream", url, "--partitions", "4"])
+    result = runner.invoke(app, ["publish", str(path), "--stream", url, "--partitions", "4", "--ordering", "exact"])
     assert result.exit_code == 0, result.output
     assert "300 events" in result.output
+    routes = [route(parse_event_json(orjson.dumps(e)), 4) for e in events]
     with redis.Redis.from_url(redis_url) as client:
-        assert int(client.get("orders:partitions")) == 4
+        assert int(client.get("orders:partitions")) == 4 and client.get("orders:ordering") == b"exact"
+        barriers = 0
         for p in range(4):
-            got = [orjson.loads(f[b"e"])["id"] for _id, f in client.xrange(f"orders:p{p}")]
-            assert got == [e["id"] for e in events
-                           if _partition(e, 4) == p]
+            rows = client.xrange(f"orders:p{p}")
+            got = [(i.decode(), orjson.loads(f[b"e"])["id"]) for i, f in rows if b"e" in f]
+            assert got == [(f"{n + 1}-0", e["id"]) for n, e in enumerate(events) if routes[n][0] == p]
+            held = [(i.decode(), int(f[b"b"])) for i, f in rows if b"b" in f]
+            assert held == [(f"{n + 1}-0", home) for n, (home, waits) in enumerate(routes) if p in waits]
+            barriers += len(held)
+        assert barriers == sum(len(w) for _h, w in routes) > 30  # reports, friend requests, shares…
         again = runner.invoke(app, ["publish", str(path), "--stream", url, "--partitions", "8"])
         assert again.exit_code == 2 and "has 4 partitions" in again.output
-        assert sum(client.xlen(f"orders:p{p}") for p in range(4)) == 300  # the refused run added nothing
+        assert sum(client.xlen(f"orders:p{p}") for p in range(4)) == 300 + barriers  # the refused run added nothing
+        refused = runner.invoke(app, ["publish", str(path), "--stream", url, "--ordering", "account"])
+        assert refused.exit_code == 2 and "is ordered 'exact'" in refused.output
         assert runner.invoke(app, ["publish", str(path), "--stream", url]).exit_code == 0  # kept count: fine
-        assert sum(client.xlen(f"orders:p{p}") for p in range(4)) == 600
+        assert sum(client.xlen(f"orders:p{p}") for p in range(4)) == 600 + 2 * barriers
+        last = max(seq_of(client.xrevrange(f"orders:p{p}", count=1)[0][0]) for p in range(4))
+        assert last == 600  # the second file numbered on from the first
+
+
+def test_an_account_ordered_stream_the_default_has_no_numbers_or_barriers(redis_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    events = _write_events(path, 200, accounts=30, seed=6)
+    url = _stream(redis_url, "plain")
+    result = runner.invoke(app, ["publish", str(path), "--stream", url, "--partitions", "4"])
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(app, ["publish", str(path), "--stream", url, "--ordering", "sorted"]).exit_code == 2
+    with redis.Redis.from_url(redis_url) as client:
+        assert client.get("plain:ordering") == b"account" and not client.exists("plain:seq")
+        for p in range(4):
+            rows = client.xrange(f"plain:p{p}")
+            assert [orjson.loads(f[b"e"])["id"] for _i, f in rows] == [e["id"] for e in events
+                                                                        if _partition(e, 4) == p]
+            assert all(set(f) == {b"e"} for _i, f in rows)
 
 
 def test_publish_to_an_unreachable_redis_is_a_message(tmp_path: Path) -> None:
@@ -287,7 +316,7 @@ def test_a_busy_partition_fills_the_batch_the_drained_ones_leave(redis_url: str)
     partition), in its order, never more than asked; pending entries of a restarted consumer come the same way."""
     address = StreamAddress.parse(_stream(redis_url, "hot"))
     client = connect(address)
-    count = open_partitions(client, address, 8)
+    count = open_partitions(client, address, 8, "account")
     publish(client, address, [(3, b"h%d" % n) for n in range(250)] + [(5, b"q0"), (6, b"q1")])
     source = RedisSource(client, address, count, lease_ms=5_000, consumer="one")
     batches = source.fetch(100, 10)
@@ -306,13 +335,15 @@ def test_a_busy_partition_fills_the_batch_the_drained_ones_leave(redis_url: str)
 
 # -- one worker ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("db_backend", ["sqlite"])
+@pytest.mark.parametrize("ordering", ["account", "exact"])
 def test_one_worker_decides_like_replay_and_sets_aside_what_is_not_an_event(
-        redis_url: str, make_db_url: Any, tmp_path: Path) -> None:
+        redis_url: str, make_db_url: Any, tmp_path: Path, ordering: str) -> None:
     """With one partition a worker sees the file's order exactly, so its decisions must equal replay's."""
     path = tmp_path / "events.jsonl"
     events = _write_events(path, 1500, accounts=150, seed=9)
     url = _stream(redis_url, "one")
-    assert runner.invoke(app, ["publish", str(path), "--stream", url, "--partitions", "1"]).exit_code == 0
+    assert runner.invoke(app, ["publish", str(path), "--stream", url, "--partitions", "1", "--ordering",
+                               ordering]).exit_code == 0
     address = StreamAddress.parse(url)
     client = connect(address)
     client.xadd("one:p0", {b"e": b"not json"})  # e.g. written by something else than `publish`
@@ -347,7 +378,7 @@ N_ACCOUNTS = 10_000
 WORKER_BATCH = 500  # events per unit of work in each worker (fewer, larger units: fewer commits and lock waits)
 PARTITIONS = 16
 REPLAY_BATCH = 5000  # the single-process reference commits larger batches: same decisions, fewer round trips
-MIN_RATE = 150  # events/s below which the scenario is reported stuck (timeouts scale with the size)
+MIN_RATE = 100  # events/s below which the scenario is reported stuck (timeouts scale with the size)
 
 
 @dataclass
@@ -445,7 +476,7 @@ def cluster_run(postgres_server: Any, redis_server: str, tmp_path_factory: pytes
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARCIRCLE_")}
     env |= {"CLEARCIRCLE_HASH_KEY": HASH_KEY}
     argv = [*CLI, "worker", "--stream", url, "--db", stream_db, "--batch", str(WORKER_BATCH), "--claim-timeout",
-            "3", "--log-level", "warning"]
+            "3", "--ordering", "exact", "--log-level", "warning"]
     logs = [tmp / f"worker{i}.log" for i in range(4)]
     limit = len(events) / MIN_RATE
 
@@ -468,7 +499,8 @@ def cluster_run(postgres_server: Any, redis_server: str, tmp_path_factory: pytes
             procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=logs[i].open("wb")))
         wait(lambda: client.zcard(f"{name}:workers") == 3, 120, "three workers to join")
         started = time.monotonic()
-        published = runner.invoke(app, ["publish", str(path), "--stream", url, "--partitions", str(PARTITIONS)])
+        published = runner.invoke(app, ["publish", str(path), "--stream", url, "--partitions", str(PARTITIONS),
+                                        "--ordering", "exact"])
         assert published.exit_code == 0, published.output
         seconds["publish"] = time.monotonic() - started
         # the reference, at the same time: `clearcircle replay` of the same file in one process, into its own
@@ -563,21 +595,20 @@ def test_three_workers_one_killed_decide_every_event_exactly_once_in_account_ord
     assert run.took_over_s < 60
 
 
-# -- comparing with the replay: what differs, and why ---------------------------------------------------------
+# -- comparing with the replay: what differs, and why (for the failure message) --------------------------------
 def _hits(db_url: str) -> list[tuple[str, str, int, str, str]]:
     return [tuple(r) for r in _rows(db_url, "SELECT key, name, at_ms, event_id, member FROM counter_hits")]
 
 
 def _why_states_differ(run: ClusterRun) -> dict[str, list[str]]:
-    """Each account whose stored state differs from replay's, with the reasons found (sorted):
+    """Each account whose stored state differs from replay's, with what differs (sorted). The classes are those
+    an account-ordered stream shows (before exact streams, 116-129 of 10,003 accounts):
 
-    - `friend order`: the same friends in another order (befriending writes both accounts from the
-      answerer's partition, so who is appended first depends on timing);
+    - `friend order`: the same friends in another order;
     - `report weight, reporter in another partition`: a report or complaint mark that differs only in its
-      weight, filed by an account routed to another partition than the target: the weight reads the
-      reporter's state (age, reputation, ban, suspension), which that partition's worker may not have
-      brought up to the report's moment yet, or already brought past it;
-    - anything else: `other: <field>` (or `report weight, same partition`), which no ordering explains."""
+      weight, filed by an account of another partition than the target (the weight reads the reporter's
+      state);
+    - anything else: `other: <field>` (or `report weight, same partition`)."""
     mine, theirs = run.once(_states, run.stream_db), run.once(_states, run.replay_db)
     reasons: dict[str, list[str]] = {}
     for account in sorted(mine.keys() | theirs.keys()):
@@ -610,20 +641,13 @@ def _why_states_differ(run: ClusterRun) -> dict[str, list[str]]:
 def _why_hits_differ(run: ClusterRun) -> Counter[str]:
     """Counter hits only in the stream's store or only in replay's, by reason:
 
-    - `stranger test read a friend list another partition writes`: a `friend_request_strangers` hit is
-      recorded when the asker and the person asked are not friends and share no friend
-      (`signals.counters.stranger`); that reads the other person's friend list and, for both, friends added
-      by accepts decided in other partitions, which may not be decided yet (or be decided already);
+    - `stranger test read a friend list another partition writes`: a `friend_request_strangers` hit (the
+      asker and the person asked not friends and sharing no friend: `signals.counters.stranger`);
     - anything else: `other: <counter name>`."""
     mine, theirs = set(run.once(_hits, run.stream_db)), set(run.once(_hits, run.replay_db))
     return Counter("stranger test read a friend list another partition writes"
                    if name == "friend_request_strangers" else f"other: {name}"
                    for _key, name, _at, _event, _member in mine ^ theirs)
-
-
-EXPLAINED = {"friend order", "report weight, reporter in another partition",
-             "complaint weight, reporter in another partition",
-             "stranger test read a friend list another partition writes"}
 
 
 def _summary(run: ClusterRun) -> str:
@@ -657,22 +681,15 @@ def _summary(run: ClusterRun) -> str:
 
 
 @pytest.mark.postgres
-def test_three_workers_match_replay_up_to_cross_partition_reads(cluster_run: ClusterRun) -> None:
-    """What does hold against a single-process replay of the same file, on the generated mix with
-    cross-account events (moderator actions, bursts of reports against eight targets): one decision per
-    event, the same verdicts, an audit chain that verifies, counter hits that are each of a decided event,
-    never twice, and the same as replay's, and the same account states up to what the stream decides in
-    another order than the file (docs/stream.md, Ordering).
+def test_three_workers_equal_replay_exactly(cluster_run: ClusterRun) -> None:
+    """Against a single-process replay of the same file, on the generated mix with cross-account events
+    (moderator actions, bursts of reports against eight targets): one decision per event, the same verdicts,
+    the same counter hits and the same account states, byte for byte, and an audit chain that verifies.
 
-    Events go to the partition of the account they are about (`partition_account`: a moderator action and
-    a report to their target, a complaint to the seller), so everything a rule reads of that account (its
-    counters, its received reports, its measures) is in file order. Some things are still written or read
-    across partitions: befriending adds each account to the other's friend list from the answerer's
-    partition (the store keeps the lists sorted, but an older store may end them in another order: the same
-    set), the stranger test of a friend request reads both accounts' friend lists (a befriending in another
-    partition may not be decided yet), and a report's weight reads the reporter's state (a reporter banned,
-    suspended or registered a moment earlier in its own partition may weigh differently). Any other
-    difference fails here, with `_summary` saying what and where."""
+    The stream is exact (the default ordering, stream/exact.py): an event that reads or writes what another
+    partition touches (a report's reporter, the person a friend request asks or accepts, a shared item)
+    waits until that partition has decided everything before it, and holds it until decided. A failure
+    prints `_summary`: what differs, and where."""
     run = cluster_run
     got, want = run.once(_verdicts, run.stream_db), run.once(_verdicts, run.replay_db)
     summary = _summary(run)
@@ -681,28 +698,9 @@ def test_three_workers_match_replay_up_to_cross_partition_reads(cluster_run: Clu
     checked, problems = run.audit
     assert problems == [] and checked >= len(run.events)
     hits = run.once(_hits, run.stream_db)
-    assert {h[3] for h in hits} <= got.keys()  # every hit is of a decided event
     assert len({(h[0], h[1], h[3]) for h in hits}) == len(hits)  # no event counted twice under one key
-    assert set(_why_hits_differ(run)) <= EXPLAINED, summary
-    unexplained = {a: why for a, why in _why_states_differ(run).items() if not set(why) <= EXPLAINED}
-    assert unexplained == {}, summary
-
-
-XFAIL_REASON = (
-    "events go to the partition of the account they are about, so events about different accounts are decided "
-    "in another order than the file's. Measured on 106,213 events (3 runs): 0 verdicts differ, but 1 counter hit "
-    "of 104,067 does (a friend_request_strangers hit: the mutual-friend test read friend lists another "
-    "partition had not brought up to that moment) and 116-129 of 10,003 account states do (a report or "
-    "complaint mark weighed with the reporter's state as its own partition had it then); friend lists are "
-    "kept sorted by the store, so their order no longer differs (docs/stream.md, The proof)")
-
-
-@pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason=XFAIL_REASON)
-def test_three_workers_equal_replay_exactly(cluster_run: ClusterRun) -> None:
-    got, want = cluster_run.once(_verdicts, cluster_run.stream_db), cluster_run.once(_verdicts, cluster_run.replay_db)
-    differences = (_why_hits_differ(cluster_run), _why_states_differ(cluster_run))
-    assert (got == want, *differences) == (True, Counter(), {}), _summary(cluster_run)
+    assert set(hits) == set(run.once(_hits, run.replay_db)), summary
+    assert run.once(_states, run.stream_db) == run.once(_states, run.replay_db), summary
 
 
 def _on_partition(prefix: str, partition: int, partitions: int) -> str:
@@ -747,14 +745,16 @@ def test_a_moderators_action_goes_to_the_targets_partition_and_is_seen_in_file_o
 
 
 @pytest.mark.parametrize("db_backend", ["sqlite"])
+@pytest.mark.parametrize("ordering", ["account", "exact"])
 def test_a_batch_committed_but_never_acked_is_taken_over_and_comes_back_as_duplicates(
-        redis_url: str, make_db_url: Any, tmp_path: Path) -> None:
+        redis_url: str, make_db_url: Any, tmp_path: Path, ordering: str) -> None:
     """A worker dies between its commit and its XACK: once its lease expires another worker claims the
     pending entries, decides them first, and gets the stored decisions back (duplicate), applying nothing."""
     path = tmp_path / "events.jsonl"
     events = _write_events(path, 400, accounts=40, seed=13)
     url = _stream(redis_url, "dup")
-    assert runner.invoke(app, ["publish", str(path), "--stream", url, "--partitions", "2"]).exit_code == 0
+    assert runner.invoke(app, ["publish", str(path), "--stream", url, "--partitions", "2", "--ordering",
+                               ordering]).exit_code == 0
     address = StreamAddress.parse(url)
     client = connect(address)
     db = make_db_url()
@@ -762,12 +762,13 @@ def test_a_batch_committed_but_never_acked_is_taken_over_and_comes_back_as_dupli
     service = open_service(_settings(db, tmp_path))
     try:
         batches = dying.fetch(150, 100)
-        first = service.pipeline.submit([parse_event_json(e.data) for b in batches for e in b.entries])
+        first = service.pipeline.submit([parse_event_json(e.data) for b in batches for e in b.entries
+                                         if e.barrier_of is None])
     finally:
         service.close()
     dying._stop.set()  # as if SIGKILLed after the commit: no ack, no heartbeat, leases left to expire
     died = time.monotonic()
-    assert _pending(client, "dup", 2) == len(first) > 0
+    assert _pending(client, "dup", 2) >= len(first) > 0  # and the entries it had read ahead (exact.py)
     stop, thread, worker = _run_worker_thread(RedisSource(client, address, 2, lease_ms=1000, consumer="heir"),
                                               db, tmp_path, [RedisDecisionStream(client, address)], batch=100)
     try:

@@ -24,13 +24,15 @@ def _rate(output: str, label: str) -> float:
 
 
 @pytest.mark.postgres
-def test_bench_stream_prints_the_three_figures_and_the_targets(postgres_server: Any, redis_server: str) -> None:
-    result = runner.invoke(app, ["bench", "--stream", "--events", "300", "--batch", "100",
+@pytest.mark.parametrize("ordering", ["account", "exact"])
+def test_bench_stream_prints_the_three_figures_and_the_targets(postgres_server: Any, redis_server: str,
+                                                               ordering: str) -> None:
+    result = runner.invoke(app, ["bench", "--stream", "--events", "300", "--batch", "100", "--ordering", ordering,
                                  "--db", postgres_server.url("postgres"), "--redis", redis_server],
                            env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "events: 300" in out
+    assert "events: 300" in out and f"ordering: {ordering}" in out
     for label in ("replay, 1 process", "stream, 1 worker", "stream, 2 workers"):
         assert _rate(out, label) > 0
     assert out.count("(CPU an event: workers") == 2  # each stream run says what its events cost
@@ -49,6 +51,8 @@ def test_the_targets_are_judged_from_the_figures() -> None:
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--redis", "redis://127.0.0.1:1"], "--redis needs --stream"),
+    (["--ordering", "exact"], "--ordering needs --stream"),
+    (["--stream", "--ordering", "sorted"], "expected one of account, exact"),
     (["--stream", "--db", "sqlite:///x.db"], "needs PostgreSQL"),
     (["--stream", "--redis", "http://h:1"], "expected redis://"),
     (["--stream", "--db", "postgresql://nobody@127.0.0.1:1/x", "--redis", "redis://127.0.0.1:1"],

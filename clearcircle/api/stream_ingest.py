@@ -1,7 +1,7 @@
 """`POST /v1/events?async=true`: validated events go onto the event stream, and the stream's workers decide them.
 
 The API stores nothing in this mode: it checks each event with the same parser as the synchronous route,
-puts it in the partition of the account it is about (`stream.base.partition_account`, the same routing as
+puts it in the partition of the account it is about (`stream.base.route`, the same routing as
 `clearcircle publish`) and answers 202 with the accepted ids. A worker decides them later (docs/stream.md).
 
 The Redis client is made on first use, not at start, so a server whose stream is away still decides
@@ -20,8 +20,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from clearcircle.events.schemas import Event
-from clearcircle.stream.base import StreamError, partition_account, partition_of
-from clearcircle.stream.redis_streams import StreamAddress, open_partitions, publish
+from clearcircle.stream.base import StreamError, route
+from clearcircle.stream.redis_streams import StreamAddress, open_partitions, ordering_of, publish
 
 TIMEOUT_S = 2.0  # connect and read timeout of one Redis call
 
@@ -37,6 +37,7 @@ class StreamPublisher:
         self.address = StreamAddress.parse(url)  # StreamError for a bad URL: refused at start
         self._client: redis.Redis | None = None
         self._partitions = 0
+        self._exact = False
         self._lock = threading.Lock()
 
     @property
@@ -51,6 +52,7 @@ class StreamPublisher:
                                               retry_on_error=[redis.ConnectionError, redis.TimeoutError])
                 try:
                     self._partitions = open_partitions(client, self.address, None)  # the stream's own count
+                    self._exact = ordering_of(client, self.address) == "exact"
                 except BaseException:
                     client.close()
                     raise
@@ -64,8 +66,9 @@ class StreamPublisher:
         event id gets its first decision back."""
         try:
             client, partitions = self._open()
-            return publish(client, self.address,
-                           [(partition_of(partition_account(event), partitions), data) for event, data in events])
+            routed = [route(event, partitions) for event, _data in events]
+            return publish(client, self.address, [(home, data, waits) for (home, waits), (_e, data)
+                                                  in zip(routed, events, strict=True)], exact=self._exact)
         except (redis.RedisError, OSError, StreamError) as exc:
             raise StreamUnavailable(f"the event stream at {self.address.redis_url.split('@')[-1]} "
                                     f"({self.name}) is unavailable: {type(exc).__name__}: {exc}") from None

@@ -413,16 +413,20 @@ def bench(events: Annotated[int | None, typer.Option(
           stream: Annotated[bool, typer.Option(
               "--stream", help="through Redis Streams to 1 and 2 worker processes, PostgreSQL store")] = False,
           redis_url: Annotated[str | None, typer.Option(
-              "--redis", help="with --stream: redis://HOST:PORT (default: a throw-away server)")] = None) -> None:
+              "--redis", help="with --stream: redis://HOST:PORT (default: a throw-away server)")] = None,
+          ordering: Annotated[str | None, typer.Option(
+              help="with --stream: the streams' ordering, account (default) or exact")] = None) -> None:
     """Replay a generated mix through the whole path, persistence included, and print events/s."""
     from clearcircle.synthetic import generate
 
     if stream:  # issue 10 (clearcircle/cli/stream.py): --db defaults to a throw-away PostgreSQL
         from clearcircle.cli.stream import bench_stream
 
-        return bench_stream(events or 20_000, db, redis_url, batch)
+        return bench_stream(events or 20_000, db, redis_url, batch, ordering=ordering or "account")
     if redis_url is not None:
         raise fail("--redis needs --stream")
+    if ordering is not None:
+        raise fail("--ordering needs --stream")
     events = events or 100_000
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,14 +17,25 @@ import typer
 from clearcircle.cli.common import DbOpt, PackOpt, console, fail, say, service_for
 from clearcircle.events.schemas import EventError, parse_event_json
 from clearcircle.signals.warmup import warm_up
-from clearcircle.stream.base import StreamError, actor_hash, partition_account
-from clearcircle.stream.redis_streams import RedisSource, StreamAddress, connect, open_partitions, publish, worker_id
+from clearcircle.stream.base import StreamError, actor_hash, partition_account, shared_keys
+from clearcircle.stream.redis_streams import (
+    ORDERINGS,
+    RedisSource,
+    StreamAddress,
+    connect,
+    open_partitions,
+    publish,
+    worker_id,
+)
 from clearcircle.stream.sinks import RedisDecisionStream, WebhookDeliverer
 from clearcircle.stream.worker import Worker
 
 StreamOpt = Annotated[str, typer.Option("--stream", help="redis://HOST:PORT/NAME (NAME: the stream's name)")]
 PartitionsOpt = Annotated[int | None, typer.Option(
     "--partitions", help="partition count, fixed on the stream's first use (default 16)")]
+OrderingOpt = Annotated[str | None, typer.Option(
+    "--ordering", help="account (each account's events in order; the default) or exact (decisions equal to one "
+                       "replay's, workers wait for each other: docs/stream.md); fixed on the stream's first use")]
 
 
 def _address(url: str) -> StreamAddress:
@@ -34,18 +45,21 @@ def _address(url: str) -> StreamAddress:
         raise fail(str(exc)) from None
 
 
-def _scan(path: Path) -> array:
+def _scan(path: Path) -> tuple[array, dict[int, tuple[int, ...]]]:
     """First pass, with replay's parser: every line valid, or the file is refused whole. Returns each valid
-    line's hash of the account it is about (`partition_account`; blank lines: none), so the second pass need
-    not parse again."""
-    hashes, problems = array("Q"), []
+    line's hash of the account it is about (`partition_account`; blank lines: none) and, by line, the hashes
+    of what else it touches (`shared_keys`), so the second pass need not parse again."""
+    hashes, shared, problems = array("Q"), {}, []
     try:
         with path.open("rb") as fh:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
                 try:
-                    hashes.append(actor_hash(partition_account(parse_event_json(line))))
+                    event = parse_event_json(line)
+                    if keys := shared_keys(event):
+                        shared[len(hashes)] = tuple(map(actor_hash, keys))
+                    hashes.append(actor_hash(partition_account(event)))
                 except EventError as exc:
                     problems.append(f"{path}:{lineno}: {exc}")
     except OSError as exc:
@@ -53,21 +67,22 @@ def _scan(path: Path) -> array:
     if problems:
         shown = "\n".join(problems[:20]) + (f"\n… and {len(problems) - 20} more" if len(problems) > 20 else "")
         raise fail(f"{len(problems)} invalid event(s), nothing published:\n{shown}")
-    return hashes
+    return hashes, shared
 
 
 def publish_cmd(
     events_file: Annotated[Path, typer.Argument(metavar="EVENTS.jsonl", help="one event per line")],
     stream: StreamOpt,
     partitions: PartitionsOpt = None,
+    ordering: OrderingOpt = None,
 ) -> None:
     """Put every event of a JSONL file on the stream, each in the partition of the account it is about; the
     file is refused whole (nothing published) if any line is invalid."""
     address = _address(stream)
-    hashes = _scan(events_file)
+    hashes, shared = _scan(events_file)
     try:
         client = connect(address)
-        count = open_partitions(client, address, partitions)
+        count = open_partitions(client, address, partitions, ordering)
     except StreamError as exc:
         raise fail(str(exc)) from None
     started = time.perf_counter()
@@ -77,7 +92,9 @@ def publish_cmd(
         with events_file.open("rb") as fh:
             for line in fh:
                 if line.strip():
-                    yield hashes[n] % count, line.strip()
+                    home = hashes[n] % count
+                    waits = tuple(sorted({h % count for h in shared.get(n, ())} - {home}))
+                    yield home, line.strip(), waits
                     n += 1
 
     try:
@@ -100,6 +117,7 @@ def worker_cmd(
     claim_timeout: Annotated[float, typer.Option(
         min=0.5, help="seconds after which a dead worker's partitions and pending events are taken over")] = 30.0,
     partitions: PartitionsOpt = None,
+    ordering: OrderingOpt = None,
     decisions_maxlen: Annotated[int, typer.Option(
         min=1000, help="the decisions stream is trimmed to about this many entries")] = 1_000_000,
     webhook: Annotated[str | None, typer.Option(help="also POST each decision to this URL")] = None,
@@ -127,7 +145,7 @@ def worker_cmd(
     try:
         try:
             client = connect(address)
-            count = open_partitions(client, address, partitions)  # checks the stream; does not join it
+            count = open_partitions(client, address, partitions, ordering)  # checks the stream; does not join it
         except StreamError as exc:
             raise fail(str(exc)) from None
         started = time.perf_counter()
@@ -181,7 +199,8 @@ def _webhook_secret(url: str | None, path: Path | None) -> bytes | None:
     return secret
 
 
-def bench_stream(events: int, db: str | None, redis_url: str | None, batch: int, partitions: int = 16) -> None:
+def bench_stream(events: int, db: str | None, redis_url: str | None, batch: int, partitions: int = 16,
+                 ordering: str = "account") -> None:
     """`clearcircle bench --stream`: events/s through Redis Streams (PostgreSQL store) with 1 and 2 worker
     processes beside one process's replay, measured in the same run, and issue 10's targets met or not."""
     from clearcircle.stream import bench
@@ -190,13 +209,16 @@ def bench_stream(events: int, db: str | None, redis_url: str | None, batch: int,
         raise fail(f"--db {db!r}: the stream bench needs PostgreSQL (postgresql://USER@HOST:PORT/DB)")
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://")):
         raise fail(f"--redis {redis_url!r}: expected redis://HOST:PORT[/DB]")
+    if ordering not in ORDERINGS:
+        raise fail(f"--ordering {ordering!r}: expected one of {', '.join(ORDERINGS)}")
     try:
-        result = bench.run(events, db, redis_url, batch=batch, partitions=partitions,
+        result = bench.run(events, db, redis_url, batch=batch, partitions=partitions, ordering=ordering,
                            progress=lambda msg: console.print(f"[dim]{msg}…[/dim]"))
     except StreamError as exc:
         raise fail(f"stream bench: {exc}") from None
     one, five, fifteen = result.load
-    console.print(f"events: {result.events:,}  batch: {batch}  partitions: {partitions}  ({result.servers})")
+    console.print(f"events: {result.events:,}  batch: {batch}  partitions: {partitions}  ordering: {ordering}  "
+                  f"({result.servers})")
     console.print(f"replay, 1 process: {result.replay:,.0f} events/s")
     cores = os.cpu_count() or 1
     for n, rate in sorted(result.stream.items()):

@@ -54,12 +54,51 @@ def partition_account(event: Event) -> str:
     return event.actor
 
 
+def shared_keys(event: Event) -> tuple[str, ...]:
+    """What else than its own account (`partition_account`) deciding the event reads or writes, as keys
+    whose partition holds everything else that touches them: an exact stream (docs/stream.md, Exact order)
+    decides the event only once each of those partitions has decided all that comes before it in the
+    stream, and holds them until it is decided.
+
+    - `report`, `buyer_complaint`: the reporter (a report's weight reads its state);
+    - `moderator_action`: the moderator (its first-seen time is kept);
+    - `friend_request`: the person asked (the stranger test reads their friends);
+    - `friend_request_answered`: the requester (the friend cap reads, befriending writes, their friends);
+    - `share`: the shared item (`induced-share-burst` counts everyone's shares of it).
+
+    Not covered: a photo's posters (its key is known only once the image is decoded) and accounts linked by
+    a device or phone (ban evasion reads whether they are banned); those reads stay in partition order."""
+    body = event.body
+    kind = event.type
+    if kind in ("report", "buyer_complaint", "moderator_action"):
+        return (event.actor,)
+    if kind in ("friend_request", "friend_request_answered"):
+        return (body.target,)
+    if kind == "share":
+        return ("item:" + body.item,)
+    return ()
+
+
+def route(event: Event, partitions: int) -> tuple[int, tuple[int, ...]]:
+    """(the partition the event goes to, the other partitions it must wait for: those of `shared_keys`)."""
+    home = partition_of(partition_account(event), partitions)
+    others = {partition_of(key, partitions) for key in shared_keys(event)} - {home}
+    return home, tuple(sorted(others))
+
+
 @dataclass(frozen=True)
 class Entry:
-    """One stream entry: its position in the partition and the event as published (one JSON text)."""
+    """One stream entry: its position in the partition and the event as published (one JSON text).
+
+    On an exact stream an entry also knows its place in the whole stream (`seq`) and either the other
+    partitions its event waits for (`waits`) or, for a *barrier* (no event), the partition whose event at the
+    same `seq` it holds this partition for (`barrier_of`)."""
 
     id: str
     data: bytes
+    seq: int = 0
+    waits: tuple[int, ...] = ()
+    barrier_of: int | None = None
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,11 @@ from sqlalchemy.engine import make_url
 
 from clearcircle import devservers
 from clearcircle.config import Settings
-from clearcircle.events.schemas import parse_event_json
+from clearcircle.events.schemas import Event, parse_event_json
 from clearcircle.obs.procs import cpu_seconds_of, machine_busy_seconds
 from clearcircle.service import open_service
 from clearcircle.signals.warmup import warm_up
-from clearcircle.stream.base import StreamError, actor_hash, partition_account
+from clearcircle.stream.base import StreamError, route
 from clearcircle.stream.redis_streams import StreamAddress, connect, open_partitions, publish
 from clearcircle.synthetic import generate
 
@@ -142,8 +142,9 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str, procs: Seque
         time.sleep(0.02)
 
 
-def _through_stream(db_url: str, redis_url: str, lines: Sequence[bytes], hashes: Sequence[int], workers: int,
-                    batch: int, partitions: int, tmp: Path, timeout: float) -> tuple[float, float, float]:
+def _through_stream(db_url: str, redis_url: str, lines: Sequence[bytes], events: Sequence[Event], workers: int,
+                    batch: int, partitions: int, ordering: str, tmp: Path,
+                    timeout: float) -> tuple[float, float, float]:
     """Events/s from the first XADD until the last decision is out, with `workers` worker processes; and µs of
     CPU an event spent by the workers and by the whole machine (them, PostgreSQL, Redis, the publisher and
     whatever else ran) over the same span. What the workers do not spend is what they share the cores with."""
@@ -158,14 +159,16 @@ def _through_stream(db_url: str, redis_url: str, lines: Sequence[bytes], hashes:
     procs: list[subprocess.Popen] = []
     logs = [(tmp / f"{name}-{i}.log").open("wb") for i in range(workers)]
     try:
-        count = open_partitions(client, address, partitions)
+        count = open_partitions(client, address, partitions, ordering)
+        items = [(home, line, waits) for (home, waits), line
+                 in zip((route(e, count) for e in events), lines, strict=True)]
         procs = [subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=log) for log in logs]
         try:
             _wait(lambda: client.zcard(f"{name}:workers") == workers, 120, f"{workers} worker(s) to join", procs)
             time.sleep(0.5)  # let them share the partitions out before the clock starts
             pids = [proc.pid for proc in procs]
             cpu0, machine0, started = cpu_seconds_of(pids), machine_busy_seconds(), time.perf_counter()
-            publish(client, address, ((h % count, line) for h, line in zip(hashes, lines, strict=True)))
+            publish(client, address, items)
             _wait(lambda: client.xlen(address.decisions_key) >= len(lines), timeout, "every decision", procs)
             elapsed = time.perf_counter() - started
             cpu, machine = cpu_seconds_of(pids) - cpu0, machine_busy_seconds() - machine0
@@ -193,13 +196,13 @@ def _through_stream(db_url: str, redis_url: str, lines: Sequence[bytes], hashes:
 
 def run(events: int, db_url: str | None = None, redis_url: str | None = None, batch: int = 500,
         partitions: int = 16, worker_counts: Sequence[int] = (1, 2), timeout: float = 1800,
-        progress: Callable[[str], None] = lambda _msg: None) -> StreamBench:
+        progress: Callable[[str], None] = lambda _msg: None, ordering: str = "account") -> StreamBench:
     """Measure replay and the stream with each worker count on the same generated events.
 
     Raises StreamError (a message for the user) when a server is missing, unreachable or refuses.
     """
     lines = [orjson.dumps(e) for e in generate(events)]
-    hashes = [actor_hash(partition_account(parse_event_json(line))) for line in lines]
+    parsed = [parse_event_json(line) for line in lines]
     result = StreamBench(events=len(lines))
     try:
         with tempfile.TemporaryDirectory(prefix="cc-bench-stream-") as tmp_dir, \
@@ -216,8 +219,8 @@ def run(events: int, db_url: str | None = None, redis_url: str | None = None, ba
                 result.replay = _replay(databases.create(), lines, batch, tmp)
                 for n in worker_counts:
                     progress(f"stream: {len(lines):,} events, {n} worker process(es)")
-                    rate, workers_us, machine_us = _through_stream(databases.create(), r_url, lines, hashes, n,
-                                                                   batch, partitions, tmp, timeout)
+                    rate, workers_us, machine_us = _through_stream(databases.create(), r_url, lines, parsed, n,
+                                                                   batch, partitions, ordering, tmp, timeout)
                     result.stream[n], result.cpu[n] = rate, (workers_us, machine_us)
             finally:
                 databases.drop_all()

@@ -3,8 +3,12 @@
 Keys of a stream NAME (one Redis server, not Redis Cluster):
 
 - `NAME:partitions`  the partition count P, fixed on first use (a different count later is refused);
+- `NAME:ordering`    `account` (the default) or `exact`, fixed on first use (exact.py; docs/stream.md);
 - `NAME:p{i}`        partition i: the events of the accounts whose id hashes to i, in publication order,
-                     read by the consumer group `workers`;
+                     read by the consumer group `workers`; on an exact stream entry ids are `SEQ-0`, SEQ
+                     counted over the whole stream in `NAME:seq`, and barriers sit beside the events;
+- `NAME:done`        on an exact stream, each partition's highest committed SEQ (and a message on the
+                     channel `NAME:progress` each time one rises, which wakes the workers waiting for it);
 - `NAME:lease:{i}`   the worker that owns partition i (SET NX PX, renewed; expires when its worker dies);
 - `NAME:workers`     live workers: a sorted set of worker id -> heartbeat expiry (Redis server time, ms);
 - `NAME:decisions`   decisions out (sinks.RedisDecisionStream); `NAME:dead`: entries that are not events.
@@ -25,6 +29,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
@@ -34,6 +39,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from clearcircle.stream.base import Batch, Entry, StreamError
+from clearcircle.stream.exact import Progress, needed, seq_of, walk
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,10 @@ DEFAULT_PARTITIONS = 16
 MAX_PARTITIONS = 4096
 GROUP = "workers"
 FIELD = b"e"  # the event JSON in a partition entry
+WAITS = b"w"  # exact streams: the other partitions an event waits for, "3,9"
+BARRIER = b"b"  # exact streams: a barrier's event's partition
+ORDERINGS = ("account", "exact")
+WAIT_S = 0.05  # an exact worker whose every partition waits looks again after this, or when woken sooner
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 
 # KEYS: lease keys; ARGV: worker id, ttl ms. Renews the leases still held by the worker; 1/0 for each.
@@ -60,6 +70,27 @@ return out
 _RELEASE = """
 for _, key in ipairs(KEYS) do
   if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
+end
+return 1
+"""
+# Exact streams. KEYS[1]: NAME:done, then partitions; ARGV: their numbers. For each: its committed seq and
+# the id of its first entry after it ('' if none).
+_PROGRESS = """
+local out = {}
+for i = 1, #ARGV do
+  local done = redis.call('HGET', KEYS[1], ARGV[i]) or '0'
+  local after = redis.call('XRANGE', KEYS[i + 1], '(' .. done .. '-0', '+', 'COUNT', 1)
+  out[#out + 1] = done
+  out[#out + 1] = after[1] and after[1][1] or ''
+end
+return out
+"""
+# KEYS[1]: NAME:done; ARGV: partition, seq pairs. Raises each partition's committed seq (never lowers it: a
+# worker that lost a partition may still acknowledge an older batch).
+_ADVANCE = """
+for i = 1, #ARGV, 2 do
+  local done = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+  if tonumber(ARGV[i + 1]) > done then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 end
 return 1
 """
@@ -121,22 +152,40 @@ def ensure_group(client: redis.Redis, key: str, group: str) -> None:
             raise
 
 
-def open_partitions(client: redis.Redis, address: StreamAddress, requested: int | None) -> int:
-    """The stream's partition count: fixed by whoever uses the stream first (default 16), then kept.
+def open_partitions(client: redis.Redis, address: StreamAddress, requested: int | None,
+                    ordering: str | None = None) -> int:
+    """The stream's partition count: fixed by whoever uses the stream first (default 16), then kept; and
+    likewise its ordering (`account` unless asked otherwise, also for a stream made before orderings
+    existed).
 
-    Changing it would move accounts to other partitions while older events of theirs are still queued in
-    the old ones, breaking per-account order, so a different count is refused rather than applied."""
+    Changing either would break the order events are decided in (a new count moves accounts to other
+    partitions while older events of theirs are still queued in the old ones), so a different value is
+    refused rather than applied."""
     if requested is not None and not 1 <= requested <= MAX_PARTITIONS:
         raise StreamError(f"--partitions must be between 1 and {MAX_PARTITIONS}")
+    if ordering is not None and ordering not in ORDERINGS:
+        raise StreamError(f"--ordering must be one of {', '.join(ORDERINGS)}")
     key = f"{address.name}:partitions"
+    legacy = client.exists(key) and not client.exists(f"{address.name}:ordering")
+    client.set(f"{address.name}:ordering", "account" if legacy else ordering or "account", nx=True)
     client.set(key, requested or DEFAULT_PARTITIONS, nx=True)
     stored = int(client.get(key))
     if requested is not None and requested != stored:
         raise StreamError(f"stream {address.name!r} has {stored} partitions; --partitions {requested} would "
                           "reorder accounts' events (use a new stream name to change it)")
+    kept = ordering_of(client, address)
+    if ordering is not None and ordering != kept:
+        raise StreamError(f"stream {address.name!r} is ordered {kept!r}; it cannot become {ordering!r} (use a "
+                          "new stream name)")
     for i in range(stored):
         ensure_group(client, address.partition_key(i), GROUP)
     return stored
+
+
+def ordering_of(client: redis.Redis, address: StreamAddress) -> str:
+    """`exact` or `account` (docs/stream.md); `account` for a stream not opened by this version."""
+    value = client.get(f"{address.name}:ordering")
+    return value.decode() if value else "account"
 
 
 # KEYS[1]: a partition; ARGV: event JSON texts, XADDed in order under FIELD
@@ -148,13 +197,44 @@ return #ARGV
 """
 
 
-def publish(client: redis.Redis, address: StreamAddress, items: Iterable[tuple[int, bytes]],
-            chunk: int = 1000) -> int:
-    """XADD each (partition, event JSON), in order within each partition (the only order there is), `chunk`
-    events per round trip. Returns how many were added.
+# KEYS[1]: the seq counter, then partitions; ARGV[1]: n, then per event: its partition's KEYS index, its JSON,
+# the KEYS indexes of the partitions it waits for ("" or "3,5"), those partitions' numbers, its partition's
+# number. Each event gets the next seq, its entry the id SEQ-0, each partition it waits for a barrier SEQ-0.
+_XADD_EXACT = f"""
+local n = tonumber(ARGV[1])
+local seq = redis.call('INCRBY', KEYS[1], n) - n
+local j = 2
+for i = 1, n do
+  seq = seq + 1
+  local id = string.format('%d-0', seq)
+  local k = tonumber(ARGV[j])
+  if ARGV[j + 3] == '' then
+    redis.call('XADD', KEYS[k], id, '{FIELD.decode()}', ARGV[j + 1])
+  else
+    redis.call('XADD', KEYS[k], id, '{FIELD.decode()}', ARGV[j + 1], '{WAITS.decode()}', ARGV[j + 3])
+    for w in string.gmatch(ARGV[j + 2], '%d+') do
+      redis.call('XADD', KEYS[tonumber(w)], id, '{BARRIER.decode()}', ARGV[j + 4])
+    end
+  end
+  j = j + 5
+end
+return n
+"""
+Routed = tuple[int, bytes] | tuple[int, bytes, tuple[int, ...]]
 
-    Each round trip is one script call per partition holding that partition's events, not one XADD per
-    event: packing hundreds of commands was most of the publisher's CPU."""
+
+def publish(client: redis.Redis, address: StreamAddress, items: Iterable[Routed], chunk: int = 1000,
+            exact: bool | None = None) -> int:
+    """XADD each (partition, event JSON[, partitions it waits for]) in order, `chunk` events per round trip.
+    Returns how many were added. `exact` None: as the stream is ordered (`ordering_of`).
+
+    An account-ordered stream gets one script call per partition holding that partition's events, not one
+    XADD per event: packing hundreds of commands was most of the publisher's CPU. An exact stream gets one
+    call per chunk, which numbers the chunk's events in order and adds their barriers."""
+    if exact is None:
+        exact = ordering_of(client, address) == "exact"
+    if exact:
+        return _publish_exact(client, address, items, chunk)
     add = client.register_script(_XADD_EVENTS)
     n = 0
     pending: dict[int, list[bytes]] = {}
@@ -166,7 +246,7 @@ def publish(client: redis.Redis, address: StreamAddress, items: Iterable[tuple[i
         pipe.execute()
         pending.clear()
 
-    for partition, data in items:
+    for partition, data, *_waits in items:
         pending.setdefault(partition, []).append(data)
         n += 1
         if n % chunk == 0:
@@ -174,6 +254,42 @@ def publish(client: redis.Redis, address: StreamAddress, items: Iterable[tuple[i
     if pending:
         send()
     return n
+
+
+def _publish_exact(client: redis.Redis, address: StreamAddress, items: Iterable[Routed], chunk: int) -> int:
+    add = client.register_script(_XADD_EXACT)
+    n = 0
+    keys: dict[int, int] = {}  # partition -> its index in KEYS
+    args: list[bytes | int | str] = []
+
+    def index(partition: int) -> int:
+        return keys.setdefault(partition, len(keys) + 2)
+
+    def send() -> None:
+        add(keys=[f"{address.name}:seq", *(address.partition_key(p) for p in keys)], args=[len(args) // 5, *args])
+        keys.clear()
+        args.clear()
+
+    for partition, data, *rest in items:
+        waits = rest[0] if rest else ()
+        args += [index(partition), data, ",".join(str(index(w)) for w in waits), ",".join(map(str, waits)),
+                 partition]
+        n += 1
+        if n % chunk == 0:
+            send()
+    if args:
+        send()
+    return n
+
+
+def _exact_entry(entry_id: bytes, fields: dict[bytes, bytes] | None) -> Entry:
+    """An entry of an exact stream: an event (with the partitions it waits for) or a barrier."""
+    fields = fields or {}
+    waits = fields.get(WAITS)
+    barrier = fields.get(BARRIER)
+    return Entry(entry_id.decode(), fields.get(FIELD, b""), seq_of(entry_id),
+                 tuple(int(w) for w in waits.split(b",")) if waits else (),
+                 int(barrier) if barrier is not None else None)
 
 
 def server_ms(client: redis.Redis) -> int:
@@ -202,6 +318,9 @@ class RedisSource:
         self.me = consumer or worker_id()
         self.owned: set[int] = set()
         self._drained: dict[int, bool] = {}  # False: read this partition's pending entries ("0") before new
+        self.exact = ordering_of(client, address) == "exact"
+        self._buffers: dict[int, deque[Entry]] = {}  # exact: entries read, not yet handed out, by partition
+        self._last: dict[int, str] = {}  # exact: the last pending entry read, by partition
         self._lost: set[int] = set()  # leases the heartbeat found taken or expired
         self._live: list[str] = [self.me]
         self._next_rebalance = 0.0
@@ -210,6 +329,12 @@ class RedisSource:
         self._lock = threading.Lock()  # owned / lost between the loop and the heartbeat
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        self._progress = client.register_script(_PROGRESS)
+        self._advance = client.register_script(_ADVANCE)
+        self._wake = None
+        if self.exact:  # its own connection: a waiting worker blocks on it, not on a poll loop
+            self._wake = client.pubsub(ignore_subscribe_messages=True)
+            self._wake.subscribe(f"{address.name}:progress")
         self._beat()
         self._thread = threading.Thread(target=self._heartbeat, name="stream-heartbeat", daemon=True)
         self._thread.start()
@@ -272,6 +397,7 @@ class RedisSource:
         with self._lock:
             self.owned.add(i)
         self._drained[i] = False
+        self._buffers[i], self._last[i] = deque(), "0"
         if moved:
             log.info("took partition %d with %d pending entries", i, moved)
 
@@ -286,9 +412,13 @@ class RedisSource:
             self._rebalance()
             self._next_rebalance = time.monotonic() + self._interval
         owned = sorted(self.owned)
+        for i in set(self._buffers) - set(owned):  # given up or lost: the new owner reads them again
+            del self._buffers[i]
         if not owned:
             time.sleep(min(block_ms / 1000, self._interval))
             return []
+        if self.exact:
+            return self._fetch_exact(owned, max_events, block_ms)
         pending = [i for i in owned if not self._drained.get(i, False)]
         if pending:  # entries delivered to this consumer and not acked yet: always before new ones
             batches = self._read({i: "0" for i in pending}, max_events, None)
@@ -328,10 +458,95 @@ class RedisSource:
         with self._lock:  # a partition lost meanwhile: leave its entries pending for the new owner
             return [b for b in batches if b.partition not in self._lost]
 
+    # -- exact streams (exact.py) ------------------------------------------------------------------------
+    def _fetch_exact(self, owned: list[int], max_events: int, block_ms: int) -> list[Batch]:
+        """What `walk` says may be decided now, as runs of one partition each, in stream order (so deciding
+        the runs one after the other decides in the stream's order); [] while everything waits for others."""
+        self._drain_wakes()  # progress read below is newer than any wake already queued
+        idle = not any(self._buffers.get(i) for i in owned)
+        if self._top_up(owned, max_events, block_ms if idle else None):
+            self._top_up(owned, max_events, None)  # pending ones all read: now the new ones
+        buffers = {i: self._buffers.setdefault(i, deque()) for i in owned}
+        if not any(buffers.values()):
+            return []
+        # every partition's progress (one script call), unless there are so many that only those the
+        # buffered entries name are worth asking for (finding them walks every buffered entry)
+        parts = list(range(self.partitions)) if self.partitions <= 64 else sorted(needed(buffers))
+        progress = Progress({}, {})
+        if parts:
+            reply = self._progress(keys=[f"{self.address.name}:done", *map(self.address.partition_key, parts)],
+                                   args=parts)
+            progress = Progress({p: int(d) for p, d in zip(parts, reply[0::2], strict=True) if int(d)},
+                                {p: seq_of(n) for p, n in zip(parts, reply[1::2], strict=True) if n})
+        taken = walk(buffers, progress, max_events)
+        with self._lock:
+            if not taken or self._lost & {p for p, _e in taken}:
+                taken = []
+        if not taken:
+            self._await_progress()
+            return []
+        runs: list[Batch] = []
+        for p, entry in taken:
+            buffers[p].popleft()
+            if runs and runs[-1].partition == p:
+                runs[-1].entries.append(entry)
+            else:
+                runs.append(Batch(p, [entry]))
+        return runs
+
+    def _drain_wakes(self) -> None:
+        while self._wake is not None and self._wake.get_message(timeout=0.0) is not None:
+            pass
+
+    def _await_progress(self) -> None:
+        """Until some worker commits (it publishes on `NAME:progress`), or WAIT_S at most."""
+        if self._wake is None:
+            time.sleep(WAIT_S)
+            return
+        try:
+            self._wake.get_message(timeout=WAIT_S)
+        except redis.RedisError as exc:  # the next fetch reads progress again anyway
+            log.warning("waiting for progress failed: %s", exc)
+            time.sleep(WAIT_S)
+
+    def _top_up(self, owned: list[int], max_events: int, block_ms: int | None) -> bool:
+        """Read more of each owned partition whose buffer holds fewer than `max_events`: its pending entries
+        after the last one read (a partition just taken), then new ones. True if a partition's pending
+        entries ran out in this read (its new ones are next)."""
+        ids = {i: self._last.get(i, "0") if not self._drained.get(i, False) else ">"
+               for i in owned if len(self._buffers.setdefault(i, deque())) < max_events}
+        if not ids:
+            return False
+        keys = {self.address.partition_key(i): i for i in ids}
+        block = block_ms if all(v == ">" for v in ids.values()) else None
+        reply = self.client.xreadgroup(GROUP, self.me, {k: ids[i] for k, i in keys.items()}, count=max_events,
+                                       block=block) or []
+        got: dict[int, list] = {keys[key.decode()]: rows for key, rows in reply}
+        ran_out = False
+        for i, position in ids.items():
+            rows = got.get(i, [])
+            if position != ">":
+                if len(rows) < max_events:
+                    self._drained[i] = ran_out = True
+                if rows:
+                    self._last[i] = rows[-1][0].decode()
+            self._buffers[i].extend(_exact_entry(eid, fields) for eid, fields in rows)
+        return ran_out
+
     def ack(self, batches: Sequence[Batch]) -> None:
-        pipe = self.client.pipeline(transaction=False)
+        ids: dict[int, list[str]] = {}  # one XACK per partition (an exact fetch hands out many short runs)
         for b in batches:
-            pipe.xack(self.address.partition_key(b.partition), GROUP, *[e.id for e in b.entries])
+            ids.setdefault(b.partition, []).extend(e.id for e in b.entries)
+        pipe = self.client.pipeline(transaction=False)
+        for partition, entry_ids in ids.items():
+            pipe.xack(self.address.partition_key(partition), GROUP, *entry_ids)
+        if self.exact and batches:
+            done: dict[int, int] = {}
+            for b in batches:
+                done[b.partition] = max(done.get(b.partition, 0), b.entries[-1].seq)
+            self._advance(keys=[f"{self.address.name}:done"], args=[x for pair in done.items() for x in pair],
+                          client=pipe)
+            pipe.publish(f"{self.address.name}:progress", b"1")
         pipe.execute()
 
     def dead_letter(self, batch: Batch, entry: Entry, reason: str) -> None:
@@ -343,6 +558,9 @@ class RedisSource:
         stop hands partitions over without waiting for the claim timeout)."""
         self._stop.set()
         self._thread.join(timeout=5)
+        if self._wake is not None:
+            with contextlib.suppress(redis.RedisError):
+                self._wake.close()
         with contextlib.suppress(redis.RedisError):
             if self.owned:
                 self._give_up(set(self.owned))

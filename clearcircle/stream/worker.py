@@ -66,6 +66,8 @@ class Worker:
         events: list[Event] = []
         for batch in batches:
             for entry in batch.entries:
+                if entry.barrier_of is not None:  # holds its partition for an event elsewhere: acked with it
+                    continue
                 try:
                     events.append(parse_event_json(entry.data))
                 except EventError as exc:  # published by something else than `publish`: set aside, go on
