@@ -1,17 +1,16 @@
 """Events through Redis Streams to stateless workers (clearcircle/stream, docs/stream.md), on a real Redis and a
-real PostgreSQL: publishing refuses a bad file whole; one worker decides like `replay`; a worker loads what
-deciding needs before it joins; three worker processes, one SIGKILLed mid-way and restarted, decide issue 10's
-100,000 generated events (106,213 with the cross-account ones) exactly once, each account's events in order,
-with an intact audit chain and nothing left pending, and the same verdicts as `clearcircle replay` of the file,
-every other difference classified; a failing webhook gets every decision once it recovers, signed.
+real PostgreSQL: publishing refuses a bad file whole and numbers an exact stream's events; one worker decides
+like `replay` in either ordering; a worker loads what deciding needs before it joins; three worker processes on
+an exact stream, one SIGKILLed mid-way and restarted, decide issue 10's 100,000 generated events (106,213 with
+the cross-account ones) exactly once, each account's events in order, with an intact audit chain and nothing
+left pending, and exactly as `clearcircle replay` of the file: the same verdicts, counter hits and account
+states; a failing webhook gets every decision once it recovers, signed.
 
-Cost, measured on the shared 2-core machine (load average 4-5 from others' jobs): the three-process scenario,
-`time pytest -q tests/test_stream.py -k three_workers`, 3 min 55 s and 5 min 9 s in two runs (the
-4,249-event version took 25-40 s). Of the slower run: generating the file 2 s, publishing it 13 s, the three
-workers deciding it 165 s (about 640 events/s, with the kill and its 3 s claim timeout), `clearcircle
-replay` into another database alongside them 252 s (the two compete for the cores; run one after the other
-they took 127 s + 87 s at load 4), and reading both stores back to compare them about 35 s. The rest of the
-file adds about 25 s; the whole file took 3 min 49 s in a third run (load 4.9; the scenario's fixture 189 s).
+Cost, measured on the shared 2-core machine: the three-process scenario, `time pytest -q tests/test_stream.py
+-k three_workers`, 6 min 35 s (the scenario's fixture 378 s, of which the three workers deciding the exact
+stream about 5 min, about 350 events/s: they wait for each other at every event that touches another
+worker's partition). On an account-ordered stream it took 3 min 55 s to 5 min 9 s (the workers deciding
+165 s, about 640 events/s), with `clearcircle replay` running alongside in both cases.
 """
 
 from __future__ import annotations
