@@ -333,6 +333,64 @@ def test_a_busy_partition_fills_the_batch_the_drained_ones_leave(redis_url: str)
     client.close()
 
 
+@pytest.mark.parametrize("ordering", ["account", "exact"])
+def test_a_worker_paused_past_its_lease_reads_nothing_more_once_it_wakes(redis_url: str, ordering: str) -> None:
+    """A worker stopped longer than the claim timeout (a paused VM) has not noticed, when it wakes, that its
+    lease went to another worker. Its next read must get nothing of the partition: had it read the entries
+    after those the new owner claimed, it could decide them ahead of the claimed ones (out of partition order)
+    and leave them pending on itself, where no owner looks. The new owner decides the paused worker's pending
+    entries first, then the rest: each once, in order."""
+    name = f"pause-{ordering}"
+    address = StreamAddress.parse(_stream(redis_url, name))
+    client = connect(address)
+    count = open_partitions(client, address, 1, ordering)
+    publish(client, address, [(0, b"e%d" % n) for n in range(12)])
+    paused = RedisSource(client, address, count, lease_ms=400, consumer="paused")
+    held = [e.data for b in paused.fetch(5, 10) for e in b.entries]
+    assert held == [b"e%d" % n for n in range(5)]
+    paused._stop.set()  # paused: no heartbeat, nothing noticed; its lease and membership run out
+    paused._thread.join(timeout=5)
+    _wait(lambda: client.get(f"{name}:lease:0") is None, 10, "the paused worker's lease to expire", 0.05)
+    heir = RedisSource(client, address, count, lease_ms=400, consumer="heir")
+    claimed: list[Any] = []
+    for _ in range(5):
+        claimed = claimed or heir.fetch(5, 10)
+    assert [e.data for b in claimed for e in b.entries] == held  # its pending entries, first
+    assert paused.fetch(5, 10) == []  # woken: the lease is checked with the read, so nothing is read
+    paused.fetch(5, 10)  # and it lets the partition go
+    assert paused.owned == set()
+    heir.ack(claimed)
+    rest = [e.data for _ in range(4) for b in heir.fetch(5, 10) for e in b.entries]
+    assert rest == [b"e%d" % n for n in range(5, 12)]  # the rest, in order, once: none left on the paused one
+    assert client.xpending_range(f"{name}:p0", GROUP, "-", "+", 100, consumername="paused") == []
+    heir.close()
+    paused.close()
+    client.close()
+
+
+@pytest.mark.parametrize("ordering", ["account", "exact"])
+def test_a_waiting_fetch_wakes_when_an_entry_arrives(redis_url: str, ordering: str) -> None:
+    """A fetch with nothing to read waits (up to block_ms) for a new entry, and returns it when it comes,
+    not at the end of the wait."""
+    name = f"wake-{ordering}"
+    address = StreamAddress.parse(_stream(redis_url, name))
+    client = connect(address)
+    count = open_partitions(client, address, 2, ordering)
+    source = RedisSource(client, address, count, lease_ms=5_000, consumer="waiter")
+    assert source.fetch(5, 10) == [] and source.owned == {0, 1}
+    timer = threading.Timer(0.3, lambda: publish(client, address, [(1, b"late")]))
+    timer.start()
+    started = time.monotonic()
+    got: list[bytes] = []
+    while not got and time.monotonic() - started < 30:
+        got = [e.data for b in source.fetch(5, 8_000) for e in b.entries]
+    waited = time.monotonic() - started
+    timer.join()
+    assert got == [b"late"] and waited < 6  # woken by the entry, well before the 8 s wait ran out
+    source.close()
+    client.close()
+
+
 # -- one worker ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("db_backend", ["sqlite"])
 @pytest.mark.parametrize("ordering", ["account", "exact"])

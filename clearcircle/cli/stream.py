@@ -17,7 +17,7 @@ import typer
 from clearcircle.cli.common import DbOpt, PackOpt, console, fail, say, service_for
 from clearcircle.events.schemas import EventError, parse_event_json
 from clearcircle.signals.warmup import warm_up
-from clearcircle.stream.base import StreamError, actor_hash, partition_account, shared_keys
+from clearcircle.stream.base import StreamError, actor_hash, partition_account, route_hashes, shared_keys
 from clearcircle.stream.redis_streams import (
     ORDERINGS,
     RedisSource,
@@ -92,8 +92,7 @@ def publish_cmd(
         with events_file.open("rb") as fh:
             for line in fh:
                 if line.strip():
-                    home = hashes[n] % count
-                    waits = tuple(sorted({h % count for h in shared.get(n, ())} - {home}))
+                    home, waits = route_hashes(hashes[n], shared.get(n, ()), count)
                     yield home, line.strip(), waits
                     n += 1
 

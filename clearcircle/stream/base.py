@@ -9,7 +9,7 @@ effectively once. A sink takes the decisions of a committed batch.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -81,9 +81,15 @@ def shared_keys(event: Event) -> tuple[str, ...]:
 
 def route(event: Event, partitions: int) -> tuple[int, tuple[int, ...]]:
     """(the partition the event goes to, the other partitions it must wait for: those of `shared_keys`)."""
-    home = partition_of(partition_account(event), partitions)
-    others = {partition_of(key, partitions) for key in shared_keys(event)} - {home}
-    return home, tuple(sorted(others))
+    return route_hashes(actor_hash(partition_account(event)), [actor_hash(k) for k in shared_keys(event)],
+                        partitions)
+
+
+def route_hashes(home_hash: int, shared_hashes: Iterable[int], partitions: int) -> tuple[int, tuple[int, ...]]:
+    """`route` from the hashes (`actor_hash`) of the event's account and of its shared keys: for a publisher
+    that hashes while it checks a file, before it knows the stream's partition count."""
+    home = home_hash % partitions
+    return home, tuple(sorted({h % partitions for h in shared_hashes} - {home}))
 
 
 @dataclass(frozen=True)

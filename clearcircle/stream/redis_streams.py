@@ -16,7 +16,9 @@ Keys of a stream NAME (one Redis server, not Redis Cluster):
 Each live worker wants the partitions i with i % n == k (n live workers sorted by id, k its rank): a fair
 share, and one that moves when a worker joins or dies. A worker gives up a partition only between batches,
 and takes one only once its lease is free; on taking it, it claims the partition's pending entries
-(XAUTOCLAIM) and decides them before anything new, so a partition is always decided in stream order.
+(XAUTOCLAIM) and decides them before anything new, so a partition is always decided in stream order. Every
+read checks the lease in the same atomic step (`_READ`): a worker paused past its lease reads nothing more
+once it wakes, so all it can still decide is what the new owner claimed and decides first.
 """
 
 from __future__ import annotations
@@ -82,6 +84,34 @@ for i = 1, #ARGV do
   local after = redis.call('XRANGE', KEYS[i + 1], '(' .. done .. '-0', '+', 'COUNT', 1)
   out[#out + 1] = done
   out[#out + 1] = after[1] and after[1][1] or ''
+end
+return out
+"""
+# Reads only a lease holder can make: the lease is checked in the same atomic step as the read, so a worker
+# paused past its lease (a stopped VM) reads nothing more of the partition once it wakes; what it had read
+# before is pending on it and claimed by the new owner first (docs/stream.md, Leases). KEYS: the partitions'
+# lease keys, then their stream keys; ARGV: worker id (its consumer name), group, count, then each
+# partition's position ('>' for new entries, else its pending entries after that id). For each partition:
+# {0} if the lease is not the worker's; else {1, entries, top}, top being the stream's newest id when a '>'
+# read found nothing (where a blocking wait for new entries starts), else ''.
+_READ = """
+local n = #KEYS / 2
+local out = {}
+for i = 1, n do
+  if redis.call('GET', KEYS[i]) ~= ARGV[1] then
+    out[i] = {0}
+  else
+    local reply = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[1], 'COUNT', ARGV[3],
+                             'STREAMS', KEYS[n + i], ARGV[3 + i])
+    local rows = {}
+    if reply then rows = reply[1][2] end
+    local top = ''
+    if #rows == 0 and ARGV[3 + i] == '>' then
+      local last = redis.call('XREVRANGE', KEYS[n + i], '+', '-', 'COUNT', 1)
+      top = last[1] and last[1][1] or '0-0'
+    end
+    out[i] = {1, rows, top}
+  end
 end
 return out
 """
@@ -321,7 +351,7 @@ class RedisSource:
         self.exact = ordering_of(client, address) == "exact"
         self._buffers: dict[int, deque[Entry]] = {}  # exact: entries read, not yet handed out, by partition
         self._last: dict[int, str] = {}  # exact: the last pending entry read, by partition
-        self._lost: set[int] = set()  # leases the heartbeat found taken or expired
+        self._lost: set[int] = set()  # leases the heartbeat or a read found taken or expired
         self._live: list[str] = [self.me]
         self._next_rebalance = 0.0
         self._interval = max(0.05, min(1.0, lease_ms / 6000))
@@ -331,6 +361,7 @@ class RedisSource:
         self._release = client.register_script(_RELEASE)
         self._progress = client.register_script(_PROGRESS)
         self._advance = client.register_script(_ADVANCE)
+        self._read_script = client.register_script(_READ)
         self._wake = None
         if self.exact:  # its own connection: a waiting worker blocks on it, not on a poll loop
             self._wake = client.pubsub(ignore_subscribe_messages=True)
@@ -428,6 +459,39 @@ class RedisSource:
                 return batches
         return self._read({i: ">" for i in owned}, max_events, block_ms)
 
+    def _read_owned(self, positions: dict[int, str], count: int,
+                    block_ms: int | None) -> dict[int, list[tuple[bytes, dict[bytes, bytes] | None]]]:
+        """XREADGROUP of each partition at its position, where this worker still holds the lease (checked
+        in the same step, `_READ`): partition -> its (entry id, fields) rows, fields None for an entry
+        deleted since. A partition whose lease is gone is left out and noted lost. With `block_ms`, if
+        nothing came, waits up to that long for a new entry (XREAD BLOCK from the newest id), then reads
+        once more."""
+        got, tops = self._read_once(positions, count)
+        if block_ms and tops and not any(got.values()):
+            self.client.xread(tops, count=1, block=block_ms)
+            got, _tops = self._read_once(positions, count)
+        return got
+
+    def _read_once(self, positions: dict[int, str],
+                   count: int) -> tuple[dict[int, list[tuple[bytes, dict[bytes, bytes] | None]]], dict[str, bytes]]:
+        order = list(positions)
+        keys = [self._lease(i) for i in order] + [self.address.partition_key(i) for i in order]
+        reply = self._read_script(keys=keys, args=[self.me, GROUP, count, *(positions[i] for i in order)])
+        got, tops, lost = {}, {}, set()
+        for i, part in zip(order, reply, strict=True):
+            if not part[0]:
+                lost.add(i)
+                continue
+            # a deleted entry's fields are nil, which ends the Lua table: the row is just its id
+            got[i] = [(row[0], dict(zip(row[1][0::2], row[1][1::2], strict=True)) if len(row) > 1 else None)
+                      for row in part[1]]
+            if part[2]:
+                tops[self.address.partition_key(i)] = part[2]
+        if lost:
+            with self._lock:
+                self._lost.update(lost & self.owned)
+        return got, tops
+
     def _read(self, ids: dict[int, str], max_events: int, block_ms: int | None) -> list[Batch]:
         """Up to max_events entries (the unit's --batch, never more), shared out between the partitions.
 
@@ -439,12 +503,8 @@ class RedisSource:
         wanted, left, block = dict(ids), max_events, block_ms
         for _round in range(4):
             per = max(1, left // len(wanted))
-            streams = {self.address.partition_key(i): pos for i, pos in wanted.items()}
-            reply = self.client.xreadgroup(GROUP, self.me, streams, count=per, block=block) or []
-            by_key = {self.address.partition_key(i): i for i in wanted}
             full = {}
-            for key, rows in reply:
-                i = by_key[key.decode()]
+            for i, rows in self._read_owned(wanted, per, block).items():
                 entries = [Entry(eid.decode(), (fields or {}).get(FIELD, b"")) for eid, fields in rows]
                 if entries:
                     by_partition.setdefault(i, []).extend(entries)
@@ -517,14 +577,13 @@ class RedisSource:
                for i in owned if len(self._buffers.setdefault(i, deque())) < max_events}
         if not ids:
             return False
-        keys = {self.address.partition_key(i): i for i in ids}
         block = block_ms if all(v == ">" for v in ids.values()) else None
-        reply = self.client.xreadgroup(GROUP, self.me, {k: ids[i] for k, i in keys.items()}, count=max_events,
-                                       block=block) or []
-        got: dict[int, list] = {keys[key.decode()]: rows for key, rows in reply}
+        got = self._read_owned(ids, max_events, block)
         ran_out = False
         for i, position in ids.items():
-            rows = got.get(i, [])
+            if i not in got:  # lease lost: the new owner reads it
+                continue
+            rows = got[i]
             if position != ">":
                 if len(rows) < max_events:
                     self._drained[i] = ran_out = True
