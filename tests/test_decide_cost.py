@@ -4,7 +4,8 @@ gave, so decisions, states, audit rows and counter hits stay byte for byte the s
 - calendar windows are kept per local date (signals.counters._window_of), in zones with daylight saving too;
 - a short text's pass (lexicon hits and entities) and its marketing score are kept per (text, lexicon/model);
 - a registration's identifiers are hashed into a copy of the event, not a re-validated one (Pipeline._prepare);
-- after the warm-up, full collections are rare (signals.warmup.FULL_COLLECTION_THRESHOLD).
+- after the warm-up, full collections are rare (signals.warmup.FULL_COLLECTION_THRESHOLD), and in a stream
+  worker young ones too (BATCH_YOUNG_THRESHOLD).
 """
 
 from __future__ import annotations
@@ -148,6 +149,32 @@ def test_after_the_warm_up_full_collections_are_rare():
         warm_up()
         assert gc.get_threshold() == (before[0], before[1], FULL_COLLECTION_THRESHOLD)
         assert FULL_COLLECTION_THRESHOLD > before[2]
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
+
+
+def _young_collections(objects: int) -> int:
+    """Young collections while `objects` containers are made and kept (as a unit's rows and states are)."""
+    before = gc.get_stats()[0]["collections"]
+    kept = [{"n": n} for n in range(objects)]
+    made = gc.get_stats()[0]["collections"] - before
+    del kept
+    return made
+
+
+def test_a_stream_worker_collects_young_objects_far_less_often_and_serve_as_cpython_does():
+    from clearcircle.signals.warmup import BATCH_YOUNG_THRESHOLD, warm_up
+
+    before = gc.get_threshold()
+    try:
+        warm_up()  # serve: requests wait on each pass, so passes stay short
+        assert gc.get_threshold()[0] == before[0]
+        served = _young_collections(100_000)
+        warm_up(batches=True)  # clearcircle worker
+        assert gc.get_threshold()[0] == BATCH_YOUNG_THRESHOLD > before[0]
+        batched = _young_collections(100_000)
+        assert served >= 100_000 // before[0] // 2 and batched <= 100_000 // BATCH_YOUNG_THRESHOLD + 1
     finally:
         gc.set_threshold(*before)
         gc.unfreeze()

@@ -148,7 +148,7 @@ def worker_cmd(
         except StreamError as exc:
             raise fail(str(exc)) from None
         started = time.perf_counter()
-        loaded = warm_up()
+        loaded = warm_up(batches=True)
         took = time.perf_counter() - started
         log.info("worker ready: loaded %s in %.1fs; joining %s", ", ".join(loaded), took, address.name,
                  extra={"warm_up_s": loaded})

@@ -120,7 +120,7 @@ def _settings(db_url: str, tmp: Path) -> Settings:
 def _replay(db_url: str, lines: Sequence[bytes], batch: int, tmp: Path) -> float:
     """Events/s of one process: parse every line, decide and commit `batch` per unit of work."""
     service = open_service(_settings(db_url, tmp))
-    warm_up()  # as the workers do before they join
+    warm_up(batches=True)  # as the workers do before they join
     try:
         started = time.perf_counter()
         parsed = [parse_event_json(line) for line in lines]
