@@ -415,16 +415,22 @@ def bench(events: Annotated[int | None, typer.Option(
           redis_url: Annotated[str | None, typer.Option(
               "--redis", help="with --stream: redis://HOST:PORT (default: a throw-away server)")] = None,
           ordering: Annotated[str | None, typer.Option(
-              help="with --stream: the streams' ordering, account (default) or exact")] = None) -> None:
+              help="with --stream: the streams' ordering, account (default) or exact")] = None,
+          rounds: Annotated[int | None, typer.Option(
+              min=1, max=20, help="with --stream: rounds of (replay, 1 worker, 2 workers); medians quoted "
+                                  "(default 3)")] = None) -> None:
     """Replay a generated mix through the whole path, persistence included, and print events/s."""
     from clearcircle.synthetic import generate
 
     if stream:  # issue 10 (clearcircle/cli/stream.py): --db defaults to a throw-away PostgreSQL
         from clearcircle.cli.stream import bench_stream
 
-        return bench_stream(events or 20_000, db, redis_url, batch, ordering=ordering or "account")
+        return bench_stream(events or 20_000, db, redis_url, batch, ordering=ordering or "account",
+                            rounds=rounds or 3)
     if redis_url is not None:
         raise fail("--redis needs --stream")
+    if rounds is not None:
+        raise fail("--rounds needs --stream")
     if ordering is not None:
         raise fail("--ordering needs --stream")
     events = events or 100_000

@@ -199,7 +199,7 @@ def _webhook_secret(url: str | None, path: Path | None) -> bytes | None:
 
 
 def bench_stream(events: int, db: str | None, redis_url: str | None, batch: int, partitions: int = 16,
-                 ordering: str = "account") -> None:
+                 ordering: str = "account", rounds: int = 3) -> None:
     """`clearcircle bench --stream`: events/s through Redis Streams (PostgreSQL store) with 1 and 2 worker
     processes beside one process's replay, measured in the same run, and issue 10's targets met or not."""
     from clearcircle.stream import bench
@@ -212,12 +212,18 @@ def bench_stream(events: int, db: str | None, redis_url: str | None, batch: int,
         raise fail(f"--ordering {ordering!r}: expected one of {', '.join(ORDERINGS)}")
     try:
         result = bench.run(events, db, redis_url, batch=batch, partitions=partitions, ordering=ordering,
-                           progress=lambda msg: console.print(f"[dim]{msg}…[/dim]"))
+                           rounds=rounds, progress=lambda msg: console.print(f"[dim]{msg}…[/dim]"))
     except StreamError as exc:
         raise fail(f"stream bench: {exc}") from None
     one, five, fifteen = result.load
     console.print(f"events: {result.events:,}  batch: {batch}  partitions: {partitions}  ordering: {ordering}  "
-                  f"({result.servers})")
+                  f"rounds: {rounds}  ({result.servers})")
+    for r, got in enumerate(result.rounds, 1):
+        ratio = got.scaling()
+        console.print(f"round {r}: replay {got.replay:,.0f}, " + ", ".join(
+            f"{n} worker{'s' if n > 1 else ''} {rate:,.0f}" for n, rate in sorted(got.stream.items()))
+            + " events/s" + (f"  (2 workers / 1: {ratio:.2f})" if ratio is not None else ""))
+    console.print(f"median of {len(result.rounds)} round{'s' if len(result.rounds) > 1 else ''}:")
     console.print(f"replay, 1 process: {result.replay:,.0f} events/s")
     cores = os.cpu_count() or 1
     for n, rate in sorted(result.stream.items()):
@@ -225,6 +231,8 @@ def bench_stream(events: int, db: str | None, redis_url: str | None, batch: int,
         console.print(f"stream, {n} worker{'s' if n > 1 else ''}: {rate:,.0f} events/s  (CPU an event: workers "
                       f"{workers_us:,.0f} µs, whole machine {machine_us:,.0f} µs; all {cores} cores busy at that "
                       f"cost: {cores * 1e6 / max(machine_us, 1e-9):,.0f} events/s)")
+    if result.scaling is not None:
+        console.print(f"2 workers / 1 worker, the median of each round's own ratio: {result.scaling:.2f}")
     for target, met in result.targets():
         console.print(f"target {target}: " + {True: "[green]met[/green]", False: "[red]not met[/red]",
                                               None: "not measured"}[met])
