@@ -146,9 +146,7 @@ class Pipeline:
 
     def _facts(self, uow: UnitOfWork, event: Event, at_ms: int) -> None:
         """State that follows from the event itself, before any rule runs."""
-        actor = uow.state(event.actor)
-        if actor.first_seen_ms is None or at_ms < actor.first_seen_ms:
-            uow.touch(event.actor).first_seen_ms = at_ms
+        uow.seen(event.actor, at_ms)  # mergeable: a reporter is seen in its target's partition too
         body = event.body
         if event.type == "account_registered":
             state = uow.touch(event.actor)

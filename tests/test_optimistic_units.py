@@ -53,18 +53,65 @@ def test_friends_gained_meanwhile_are_merged_with_a_full_change(two: list[Servic
     _seed(a, "x", "y", "z")
     ws = WorkingSet()
     with a.store.unit(ws, events=True) as mine:
-        mine.touch("x").first_seen_ms = 5  # a full change of x, decided while b works
+        mine.touch("x").registered_ms = 5  # a full change of x, decided while b works
         mine.add_friend("y", "x")  # y only gains a friend here
         mine.add_audit(5, "test", "x", "{}")
         with b.store.unit(WorkingSet(), events=True) as theirs:
             theirs.add_friend("x", "z")  # x gains a friend over there
-            theirs.touch("y").first_seen_ms = 7  # and y changes in full
+            theirs.touch("y").registered_ms = 7  # and y changes in full
             theirs.add_audit(6, "test", "y", "{}")
     x, y = a.store.account_state("x"), a.store.account_state("y")
     assert x is not None and y is not None
-    assert x.first_seen_ms == 5 and x.friends == ["z"]  # ours kept, theirs merged in
-    assert y.first_seen_ms == 7 and y.friends == ["x"]  # theirs kept, ours merged in
-    assert ws.accounts["x"].friends == ["z"] and ws.accounts["y"].first_seen_ms == 7  # the working set agrees
+    assert x.registered_ms == 5 and x.friends == ["z"]  # ours kept, theirs merged in
+    assert y.registered_ms == 7 and y.friends == ["x"]  # theirs kept, ours merged in
+    assert ws.accounts["x"].friends == ["z"] and ws.accounts["y"].registered_ms == 7  # the working set agrees
+    assert a.store.verify_audit()[1] == []
+
+
+def test_an_earlier_first_seen_time_merges_with_a_full_change_both_ways(two: list[Service]) -> None:
+    """A reporter is seen in its target's partition while its own partition changes it in full: the
+    earliest first-seen time and the full change both stand, with no conflict, whichever side did which."""
+    a, b = two
+    _seed(a, "x", "y")  # first seen at 1
+    with a.store.unit(WorkingSet(), events=True) as mine:
+        mine.touch("x").registered_ms = 500  # a full change of x
+        mine.seen("y", 0)  # y acted earlier than it was first seen: only that changes
+        mine.seen("x", 3)  # later than x's first-seen time: nothing to change
+        mine.add_audit(5, "test", "x", "{}")
+        with b.store.unit(WorkingSet(), events=True) as theirs:
+            theirs.seen("x", -4)
+            theirs.touch("y").account_type = "merchant"  # a full change of y
+            theirs.add_audit(6, "test", "y", "{}")
+    x, y = a.store.account_state("x"), a.store.account_state("y")
+    assert x is not None and y is not None
+    assert (x.registered_ms, x.first_seen_ms) == (500, -4)  # ours kept, their earlier time merged in
+    assert (y.account_type, y.first_seen_ms) == ("merchant", 0)  # theirs kept, our earlier time merged in
+    assert a.store.verify_audit()[1] == []
+
+
+def test_a_report_decided_elsewhere_does_not_conflict_with_the_reporters_own_batch(
+        two: list[Service], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report is in the target's partition (another worker) and is the reporter's first act; meanwhile the
+    reporter's own partition registers it. Both batches stand as decided first time (no batch decided
+    again) and the reporter's state holds both: the registration and the report's earlier time."""
+    a, b = two
+    _seed(a, "someone")
+    pipeline = a.pipeline
+    real = pipeline._decide
+    interfered: list[bool] = []
+
+    def decide_while_b_takes_a_report(uow: Any, event: Any) -> dict:
+        if not interfered:
+            interfered.append(True)
+            b.pipeline.submit([_event(1, "report", "reporter", target="seller", reason="marketing")])
+        return real(uow, event)
+
+    monkeypatch.setattr(pipeline, "_decide", decide_while_b_takes_a_report)
+    pipeline.submit([_event(5, "account_registered", "reporter", account_type="personal")])
+    assert interfered and pipeline.conflicts == 0 and b.pipeline.conflicts == 0
+    state = a.store.account_state("reporter")
+    assert state is not None and state.registered_ms is not None and state.account_type == "personal"
+    assert state.first_seen_ms == int((T0 + timedelta(seconds=1)).timestamp() * 1000)  # the report's time
     assert a.store.verify_audit()[1] == []
 
 
@@ -98,7 +145,8 @@ def test_the_pipeline_decides_a_conflicting_batch_again_holding_the_lock(two: li
         return real(uow, event)
 
     monkeypatch.setattr(pipeline, "_decide", decide_while_b_strikes)
-    out = pipeline.submit([_event(1, "post_created", "spammer", surface="moments", text="hello")])
+    # a full change of "spammer" here too (a registration), so the two units cannot merge
+    out = pipeline.submit([_event(1, "account_registered", "spammer", account_type="personal")])
     assert pipeline.conflicts == 1
     assert len(out) == 1 and not out[0].duplicate
     state = a.store.account_state("spammer")

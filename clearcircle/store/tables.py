@@ -285,8 +285,8 @@ published_packs = Table(
 # wrote, and the identifier links it added (JSON lists). A worker keeps its working set from one unit to the
 # next and, before the next, drops only what other workers changed since (store.unit.WorkingSet.sync); a
 # span not covered by rows here (a staff step, a publication, a detector run) empties it. An account in
-# `friends` only gained friends (a commutative change that two workers' units can merge at commit instead
-# of one of them starting again).
+# `friends` changed only in ways two workers' units can merge at commit instead of one of them starting
+# again (commutative: friends gained, an earlier first-seen time; store.unit.UnitOfWork.seen).
 unit_log = Table(
     "unit_log",
     metadata,

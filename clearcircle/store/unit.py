@@ -109,7 +109,8 @@ SQL_HITS = SqlHits()
 
 class UnitConflict(RuntimeError):
     """Another worker's unit changed an account this unit also changed, in a way the two cannot be merged (both
-    changed more than its friends). The unit rolls back; the pipeline decides the batch again under the lock."""
+    made more than mergeable changes: friends gained, an earlier first-seen time). The unit rolls back; the
+    pipeline decides the batch again under the lock."""
 
 
 class WorkingSet:
@@ -196,9 +197,10 @@ class WorkingSet:
 
 @dataclass
 class Changes:
-    """What units of events changed in an audit span: accounts changed in full, accounts that only gained
-    friends, counter keys hit; `complete` is False when some write in the span was not such a unit (or its
-    log rows were pruned), so nothing says what it changed."""
+    """What units of events changed in an audit span: accounts changed in full, accounts changed only in
+    mergeable ways (`friends`: friends gained, an earlier first-seen time), counter keys hit; `complete` is
+    False when some write in the span was not such a unit (or its log rows were pruned), so nothing says what
+    it changed."""
 
     accounts: set[str] = field(default_factory=set)
     friends: set[str] = field(default_factory=set)
@@ -249,8 +251,9 @@ class UnitOfWork:
         self.links_by_pair = ws.links_by_pair
         self.links_by_account = ws.links_by_account
         self.dirty: set[str] = set()
-        self.touched: set[str] = set()  # changed through touch (in full), not only by gaining friends
+        self.touched: set[str] = set()  # changed through touch (in full), not only by mergeable changes
         self.friend_adds: dict[str, list[str]] = defaultdict(list)
+        self.seen_at: dict[str, int] = {}  # the earliest first-seen time this unit gave an account
         self.decided: dict[str, bytes] = {}
         self.event_rows: list[dict[str, Any]] = []
         self.decision_rows: list[dict[str, Any]] = []
@@ -322,6 +325,17 @@ class UnitOfWork:
         bisect.insort(friends, friend)  # a list stored unsorted by an older version stays a set all the same
         self.dirty.add(account_id)
         self.friend_adds[account_id].append(friend)
+
+    def seen(self, account_id: str, at_ms: int) -> None:
+        """The account acted at `at_ms`: its first-seen time becomes that if it is earlier. Like gaining a
+        friend, a mergeable change (the earliest of two is what running the two units in either order gives):
+        a report's reporter is seen in the target's partition while its own partition changes it in full."""
+        state = self.state(account_id)
+        if state.first_seen_ms is not None and state.first_seen_ms <= at_ms:
+            return
+        state.first_seen_ms = at_ms
+        self.dirty.add(account_id)
+        self.seen_at[account_id] = at_ms
 
     def account(self, account_id: str, at_ms: int) -> AccountView:
         return self.state(account_id).view(at_ms)
@@ -456,12 +470,14 @@ class UnitOfWork:
             self.end = self.head[0]
         self.event_rows, self.decision_rows, self.hit_rows, self.link_rows, self.case_rows = [], [], [], [], []
         self.audit, self.dirty, self.touched, self.friend_adds = [], set(), set(), defaultdict(list)
+        self.seen_at = {}
         return heads
 
     def _merge(self, start: int, now: int) -> None:
         """Other workers' units committed between this unit's start and now. An account both changed is
-        merged when one side only gained friends (friend lists are sets: the union is what running the two
-        units one after the other gives); if both changed more, UnitConflict. What else they changed is
+        merged when one side made only mergeable changes (friend lists are sets and a first-seen time is the
+        earliest: the union, the minimum, is what running the two units one after the other gives); if both
+        changed more, UnitConflict. What else they changed is
         dropped from the working set, which is then current as of `now` plus this unit's own writes."""
         others = read_log(self.driver, start, now)
         if not others.complete:
@@ -473,15 +489,21 @@ class UnitOfWork:
             current = self._read_states(sorted(clash))
             for account_id in clash:
                 stored = current.get(account_id) or AccountState(account_id=account_id)
-                if account_id in self.touched:  # ours changed in full, theirs only gained friends
+                if account_id in self.touched:  # ours changed in full, theirs only mergeable changes
                     mine = self.accounts[account_id]
                     mine.friends = sorted(set(mine.friends).union(stored.friends))
-                else:  # ours only gained friends: theirs, plus our friends
+                    mine.first_seen_ms = _earliest(mine.first_seen_ms, stored.first_seen_ms)
+                else:  # ours only mergeable changes: theirs, plus our friends and first-seen time
                     friends = set(stored.friends).union(self.friend_adds[account_id])
                     stored.friends = sorted(friends)
+                    stored.first_seen_ms = _earliest(stored.first_seen_ms, self.seen_at.get(account_id))
                     self.accounts[account_id] = stored
         self.ws.forget((others.accounts | others.friends) - self.dirty, others.keys, others.links)
         self.ws.recent_keys |= others.keys
+
+def _earliest(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
 
 def lock_head(conn: Connection) -> tuple[int, str]:
     """The audit head (seq, hash) at the start of a unit of work, locked until it commits.
