@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from clearcircle.cli.main import app
-from clearcircle.stream.bench import TARGET_EVENTS_S, Round, StreamBench
+from clearcircle.stream.base import StreamError
+from clearcircle.stream.bench import TARGET_EVENTS_S, Round, StreamBench, _redone
 
 runner = CliRunner()
 
@@ -40,6 +41,11 @@ def test_bench_stream_prints_the_three_figures_and_the_targets(postgres_server: 
     for label in ("replay, 1 process", "stream, 1 worker", "stream, 2 workers"):
         assert _rate(out, label) > 0
     assert out.count("(CPU an event: workers") == 2  # each stream run says what its events cost
+    redone = {int(n): (int(a), int(b)) for n, a, b in re.findall(
+        r"^stream, (\d) workers?: (\d+) of (\d+) batches decided again after a conflict with another worker "
+        r"\(all rounds\)$", out, re.M)}
+    assert redone.keys() == {1, 2} and redone[1][0] == 0  # one worker has no one to conflict with
+    assert all(again <= batches and batches >= 2 * 3 for again, batches in redone.values())  # 2 x 300 / 100
     assert re.search(r"^target >= 5,000 events/s with 2 workers: (met|not met)$", out, re.M)
     assert re.search(r"^target 2 workers >= 1.6 x 1 worker: (met|not met)$", out, re.M)
     assert re.search(r"^load average: [\d.]+ [\d.]+ [\d.]+", out, re.M)
@@ -66,6 +72,18 @@ def test_several_rounds_are_judged_on_medians_and_each_rounds_own_ratio() -> Non
     assert [met for _t, met in bench.targets()] == [False, False]
     assert [met for _t, met in _bench({1: 3000, 2: 5100}, {1: 3100, 2: 5000}, {1: 2000, 2: 9000}).targets()] \
         == [True, True]
+    bench.rounds[0].redone, bench.rounds[2].redone = {1: (0, 20), 2: (1, 22)}, {2: (2, 21)}
+    assert bench.redone == {1: (0, 20), 2: (3, 43)}  # conflicts are few: summed over the rounds, not a median
+
+
+def test_a_worker_without_its_stop_line_makes_the_bench_fail(tmp_path: Any) -> None:
+    stopped, killed = tmp_path / "a.log", tmp_path / "b.log"
+    stopped.write_text('{"msg": "took partition 3 with 0 pending entries"}\n'
+                       '{"msg": "worker stopped", "decided": 10, "batches": 4, "conflicts": 1}\n')
+    killed.write_text('{"msg": "took partition 2 with 0 pending entries"}\nTraceback (most recent call last):\n')
+    assert _redone([str(stopped)], 1) == (1, 4)
+    with pytest.raises(StreamError, match="1 of 2 worker"):
+        _redone([str(stopped), str(killed)], 2)
 
 
 @pytest.mark.parametrize(("argv", "message"), [

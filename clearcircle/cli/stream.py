@@ -231,6 +231,9 @@ def bench_stream(events: int, db: str | None, redis_url: str | None, batch: int,
         console.print(f"stream, {n} worker{'s' if n > 1 else ''}: {rate:,.0f} events/s  (CPU an event: workers "
                       f"{workers_us:,.0f} µs, whole machine {machine_us:,.0f} µs; all {cores} cores busy at that "
                       f"cost: {cores * 1e6 / max(machine_us, 1e-9):,.0f} events/s)")
+    for n, (again, batches) in sorted(result.redone.items()):
+        console.print(f"stream, {n} worker{'s' if n > 1 else ''}: {again} of {batches} batches decided again after "
+                      f"a conflict with another worker (all rounds)")
     if result.scaling is not None:
         console.print(f"2 workers / 1 worker, the median of each round's own ratio: {result.scaling:.2f}")
     for target, met in result.targets():

@@ -54,6 +54,8 @@ class Round:
     stream: dict[int, float] = field(default_factory=dict)
     # worker count -> (µs of CPU an event: the workers together, the whole machine while they ran)
     cpu: dict[int, tuple[float, float]] = field(default_factory=dict)
+    # worker count -> (batches decided again after a conflict, batches), from the workers' stop lines
+    redone: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def scaling(self) -> float | None:
         """2 workers' rate over 1 worker's, in this round (None unless both ran)."""
@@ -85,6 +87,13 @@ class StreamBench:
         counts = sorted({n for r in self.rounds for n in r.cpu})
         return {n: (_median([r.cpu[n][0] for r in self.rounds if n in r.cpu]) or 0.0,
                     _median([r.cpu[n][1] for r in self.rounds if n in r.cpu]) or 0.0) for n in counts}
+
+    @property
+    def redone(self) -> dict[int, tuple[int, int]]:
+        """Worker count -> (batches decided again after a conflict, batches), summed over the rounds."""
+        counts = sorted({n for r in self.rounds for n in r.redone})
+        return {n: (sum(r.redone[n][0] for r in self.rounds if n in r.redone),
+                    sum(r.redone[n][1] for r in self.rounds if n in r.redone)) for n in counts}
 
     @property
     def scaling(self) -> float | None:
@@ -184,10 +193,11 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str, procs: Seque
 
 def _through_stream(db_url: str, redis_url: str, lines: Sequence[bytes], events: Sequence[Event], workers: int,
                     batch: int, partitions: int, ordering: str, tmp: Path,
-                    timeout: float) -> tuple[float, float, float]:
-    """Events/s from the first XADD until the last decision is out, with `workers` worker processes; and µs of
+                    timeout: float) -> tuple[float, float, float, tuple[int, int]]:
+    """Events/s from the first XADD until the last decision is out, with `workers` worker processes; µs of
     CPU an event spent by the workers and by the whole machine (them, PostgreSQL, Redis, the publisher and
-    whatever else ran) over the same span. What the workers do not spend is what they share the cores with."""
+    whatever else ran) over the same span (what the workers do not spend is what they share the cores with);
+    and (batches decided again after a conflict, batches) from the workers' stop lines."""
     open_service(_settings(db_url, tmp)).close()  # migrate once, so the workers do not race to
     name = f"bench-{uuid.uuid4().hex[:8]}"
     url = _stream_url(redis_url, name)
@@ -195,7 +205,7 @@ def _through_stream(db_url: str, redis_url: str, lines: Sequence[bytes], events:
     client = connect(address)
     env = {k: v for k, v in os.environ.items() if k != "CLEARCIRCLE_DB_URL"} | {"CLEARCIRCLE_HASH_KEY": _HASH_KEY}
     argv = [*_WORKER, "--stream", url, "--db", db_url, "--batch", str(batch),
-            "--partitions", str(partitions), "--log-level", "warning"]
+            "--partitions", str(partitions), "--log-level", "info"]  # info: a few lines a worker, its stop line
     procs: list[subprocess.Popen] = []
     logs = [(tmp / f"{name}-{i}.log").open("wb") for i in range(workers)]
     try:
@@ -215,23 +225,44 @@ def _through_stream(db_url: str, redis_url: str, lines: Sequence[bytes], events:
         except StreamError as exc:
             tail = (tmp / f"{name}-0.log").read_text(errors="replace").strip()[-800:]
             raise StreamError(f"{exc}\nworker log (last lines):\n{tail}") from None
-        return len(lines) / elapsed, cpu * 1e6 / len(lines), machine * 1e6 / len(lines)
+        _stop(procs)
+        for log in logs:
+            log.close()
+        redone = _redone([log.name for log in logs], workers)
+        return len(lines) / elapsed, cpu * 1e6 / len(lines), machine * 1e6 / len(lines), redone
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _stop(procs)
         for log in logs:
             log.close()
         keys = list(client.scan_iter(match=f"{name}:*", count=1000))
         if keys:
             client.delete(*keys)
         client.close()
+
+
+def _stop(procs: Sequence[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _redone(paths: Sequence[str], workers: int) -> tuple[int, int]:
+    """(batches decided again after a conflict, batches) summed over the workers' "worker stopped" log lines
+    (JSON, clearcircle/obs/logs.py). StreamError if a worker stopped without one (it did not stop cleanly)."""
+    stops = []
+    for path in paths:
+        for line in Path(path).read_bytes().splitlines():
+            if line.startswith(b"{") and b'"worker stopped"' in line:
+                stops.append(orjson.loads(line))
+    if len(stops) != workers:
+        raise StreamError(f"{len(stops)} of {workers} worker(s) logged their stop line")
+    return sum(int(s["conflicts"]) for s in stops), sum(int(s["batches"]) for s in stops)
 
 
 def run(events: int, db_url: str | None = None, redis_url: str | None = None, batch: int = 500,
@@ -263,9 +294,9 @@ def run(events: int, db_url: str | None = None, redis_url: str | None = None, ba
                     one = Round(replay=_replay(databases.create(), lines, batch, tmp))
                     for n in worker_counts:
                         progress(f"{of}stream: {len(lines):,} events, {n} worker process(es)")
-                        rate, workers_us, machine_us = _through_stream(
+                        rate, workers_us, machine_us, redone = _through_stream(
                             databases.create(), r_url, lines, parsed, n, batch, partitions, ordering, tmp, timeout)
-                        one.stream[n], one.cpu[n] = rate, (workers_us, machine_us)
+                        one.stream[n], one.cpu[n], one.redone[n] = rate, (workers_us, machine_us), redone
                     result.rounds.append(one)
                     databases.drop_all()  # a round's databases are not needed by the next
             finally:
