@@ -221,18 +221,18 @@ def bench_stream(events: int, db: str | None, redis_url: str | None, batch: int,
     for r, got in enumerate(result.rounds, 1):
         ratio = got.scaling()
         console.print(f"round {r}: replay {got.replay:,.0f}, " + ", ".join(
-            f"{n} worker{'s' if n > 1 else ''} {rate:,.0f}" for n, rate in sorted(got.stream.items()))
+            f"{_workers(n)} {rate:,.0f}" for n, rate in sorted(got.stream.items()))
             + " events/s" + (f"  (2 workers / 1: {ratio:.2f})" if ratio is not None else ""))
     console.print(f"median of {len(result.rounds)} round{'s' if len(result.rounds) > 1 else ''}:")
     console.print(f"replay, 1 process: {result.replay:,.0f} events/s")
     cores = os.cpu_count() or 1
     for n, rate in sorted(result.stream.items()):
         workers_us, machine_us = result.cpu[n]
-        console.print(f"stream, {n} worker{'s' if n > 1 else ''}: {rate:,.0f} events/s  (CPU an event: workers "
+        console.print(f"stream, {_workers(n)}: {rate:,.0f} events/s  (CPU an event: workers "
                       f"{workers_us:,.0f} µs, whole machine {machine_us:,.0f} µs; all {cores} cores busy at that "
                       f"cost: {cores * 1e6 / max(machine_us, 1e-9):,.0f} events/s)")
     for n, (again, batches) in sorted(result.redone.items()):
-        console.print(f"stream, {n} worker{'s' if n > 1 else ''}: {again} of {batches} batches decided again after "
+        console.print(f"stream, {_workers(n)}: {again} of {batches} batches decided again after "
                       f"a conflict with another worker (all rounds)")
     if result.scaling is not None:
         console.print(f"2 workers / 1 worker, the median of each round's own ratio: {result.scaling:.2f}")
@@ -240,6 +240,10 @@ def bench_stream(events: int, db: str | None, redis_url: str | None, batch: int,
         console.print(f"target {target}: " + {True: "[green]met[/green]", False: "[red]not met[/red]",
                                               None: "not measured"}[met])
     console.print(f"load average: {one:.2f} {five:.2f} {fifteen:.2f} (the machine is shared: figures under load)")
+
+
+def _workers(n: int) -> str:
+    return f"{n} worker{'s' if n > 1 else ''}"
 
 
 def register(app: typer.Typer) -> None:

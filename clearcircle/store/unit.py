@@ -477,8 +477,8 @@ class UnitOfWork:
         """Other workers' units committed between this unit's start and now. An account both changed is
         merged when one side made only mergeable changes (friend lists are sets and a first-seen time is the
         earliest: the union, the minimum, is what running the two units one after the other gives); if both
-        changed more, UnitConflict. What else they changed is
-        dropped from the working set, which is then current as of `now` plus this unit's own writes."""
+        changed more, UnitConflict. What else they changed is dropped from the working set, which is then
+        current as of `now` plus this unit's own writes."""
         others = read_log(self.driver, start, now)
         if not others.complete:
             self.complete = False
@@ -500,6 +500,7 @@ class UnitOfWork:
                     self.accounts[account_id] = stored
         self.ws.forget((others.accounts | others.friends) - self.dirty, others.keys, others.links)
         self.ws.recent_keys |= others.keys
+
 
 def _earliest(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else min(a, b)

@@ -225,31 +225,24 @@ def _through_stream(db_url: str, redis_url: str, lines: Sequence[bytes], events:
         except StreamError as exc:
             tail = (tmp / f"{name}-0.log").read_text(errors="replace").strip()[-800:]
             raise StreamError(f"{exc}\nworker log (last lines):\n{tail}") from None
-        _stop(procs)
-        for log in logs:
-            log.close()
-        redone = _redone([log.name for log in logs], workers)
-        return len(lines) / elapsed, cpu * 1e6 / len(lines), machine * 1e6 / len(lines), redone
     finally:
-        _stop(procs)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         for log in logs:
             log.close()
         keys = list(client.scan_iter(match=f"{name}:*", count=1000))
         if keys:
             client.delete(*keys)
         client.close()
-
-
-def _stop(procs: Sequence[subprocess.Popen]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    redone = _redone([log.name for log in logs], workers)  # the workers have stopped: their stop lines are out
+    return len(lines) / elapsed, cpu * 1e6 / len(lines), machine * 1e6 / len(lines), redone
 
 
 def _redone(paths: Sequence[str], workers: int) -> tuple[int, int]:
