@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -27,8 +27,27 @@ def reads(engine: Engine) -> Engine:
     return engine.execution_options(**{_READ_ONLY: True})
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for the URL; SQLite gets WAL, a busy timeout and NORMAL sync, which WAL makes safe."""
+def is_read_only(conn: Connection) -> bool:
+    """A connection of `reads`."""
+    return bool(conn.get_execution_options().get(_READ_ONLY))
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file of an SQLite URL; None for another database, an in-memory one or a URL that does not parse."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # make_engine reports it
+        return None
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or "mode=memory" in str(parsed):
+        return None
+    return database
+
+
+def make_engine(url: str, wal_autocheckpoint: int = 1000) -> Engine:
+    """An engine for the URL; SQLite gets WAL, a busy timeout and NORMAL sync, which WAL makes safe.
+    `wal_autocheckpoint`: the log's length in pages at which a commit copies it into the database itself
+    (SQLite's default, 1,000, unless a store.checkpoint thread does that)."""
     try:
         parsed = make_url(url)
     except Exception as exc:  # sqlalchemy raises ArgumentError with a terse message
@@ -47,13 +66,14 @@ def make_engine(url: str) -> Engine:
             # file); larger, every pooled connection's cache grows with the database and a server's memory with it
             cur.execute("PRAGMA cache_size=-16384")
             cur.execute("PRAGMA temp_store=MEMORY")
+            cur.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint)}")
             cur.close()
 
         @event.listens_for(engine, "begin")
         def _begin(conn) -> None:  # noqa: ANN001
             # writers take the write lock up front so two of them queue instead of failing mid-transaction;
             # readers (see `reads`) take a snapshot and never wait for a writer (WAL)
-            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN" if is_read_only(conn) else "BEGIN IMMEDIATE")
 
         return engine
     if parsed.get_backend_name() == "postgresql":

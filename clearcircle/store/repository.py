@@ -12,7 +12,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Connection, desc, func, select, update
+from sqlalchemy import Connection, desc, event, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from clearcircle.audit.chain import AuditRow, Finding, verify
@@ -20,7 +20,8 @@ from clearcircle.enforcement.state import AccountState
 from clearcircle.merchants import registry as merchant_registry
 from clearcircle.merchants.registry import MerchantRecord
 from clearcircle.store import tables as t
-from clearcircle.store.db import StoreError, check_current, make_engine, reads, upgrade
+from clearcircle.store.checkpoint import SAFETY_PAGES, WalCheckpointer
+from clearcircle.store.db import StoreError, check_current, is_read_only, make_engine, reads, sqlite_file, upgrade
 from clearcircle.store.driver import Driver
 from clearcircle.store.unit import (
     SQL_HITS,
@@ -71,11 +72,19 @@ class StoredCounters:
         return self.store.count_hits(key, name, since_ms, until_ms, distinct)
 
 
+def _checkpointer(url: str) -> WalCheckpointer | None:
+    path = sqlite_file(url)
+    return None if path is None else WalCheckpointer(path)
+
+
 class Store:
     def __init__(self, url: str, redis_url: str | None = None) -> None:
         """`redis_url`: keep counter hits in Redis (store.redis_counters) instead of the counter_hits table."""
         self.url = url
-        self.engine = make_engine(url)
+        self.checkpoints = _checkpointer(url)  # SQLite files: the log copied on a thread, not in commits
+        self.engine = make_engine(url, wal_autocheckpoint=SAFETY_PAGES if self.checkpoints else 1000)
+        if self.checkpoints is not None:
+            event.listen(self.engine, "commit", self._committed)
         self.reads = reads(self.engine)  # read-only transactions (no write lock on SQLite)
         self._head_exists = False  # the audit head row, once seen (SQLite snapshot units cannot create it)
         self.hits: HitStore = SQL_HITS
@@ -86,7 +95,7 @@ class Store:
             try:
                 self.redis = RedisHits(redis_url)
             except RedisUnavailable as exc:
-                self.engine.dispose()
+                self.close()
                 raise StoreError(str(exc)) from None
             self.hits = self.redis
 
@@ -96,7 +105,14 @@ class Store:
     def check(self) -> None:
         check_current(self.engine)
 
+    def _committed(self, conn: Connection) -> None:
+        """A write transaction committed (engine event): its pages are for the checkpoint thread to copy."""
+        if self.checkpoints is not None and not is_read_only(conn):
+            self.checkpoints.committed()
+
     def close(self) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.close()
         self.engine.dispose()
         if self.redis is not None:
             self.redis.close()
@@ -129,9 +145,12 @@ class Store:
                 head = read_head(conn) if optimistic else lock_head(conn)
                 forgotten = ws.sync(Driver(conn), head[0])
                 uow = UnitOfWork(conn, ws, self.hits, head=None if optimistic else head, start=head[0],
-                                 forgotten=forgotten, logged=events, snapshot=snapshot)
+                                 forgotten=forgotten, logged=events, snapshot=snapshot,
+                                 before_write=self.checkpoints.settle if self.checkpoints else None)
                 yield uow
                 uow.flush(now_ms())
+            if snapshot and self.checkpoints is not None:  # written in a transaction begun read-only
+                self.checkpoints.committed()
             ws.seq = (uow.end if uow.end is not None else head[0]) if uow.complete else None
             self.hits.committed(uow.flushed_hits)  # Redis: only hits of a committed batch count
         except BaseException:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Protocol
@@ -231,7 +231,8 @@ class UnitOfWork:
 
     def __init__(self, conn: Connection, ws: WorkingSet | None = None, hits: HitStore = SQL_HITS,
                  head: tuple[int, str] | None = None, start: int | None = None,
-                 forgotten: set[str] | None = None, logged: bool = False, snapshot: bool = False) -> None:
+                 forgotten: set[str] | None = None, logged: bool = False, snapshot: bool = False,
+                 before_write: Callable[[], None] | None = None) -> None:
         self.conn = conn
         self.driver = Driver(conn)
         # (seq, hash) of the audit head when the unit holds its lock from the start (lock_head); None: an
@@ -244,6 +245,7 @@ class UnitOfWork:
         self.logged = logged  # a unit of events: what it changes goes to the unit log for other workers
         # SQLite, optimistic: reads in a snapshot (deferred BEGIN) until flush swaps it for the write lock
         self.snapshot = snapshot
+        self.before_write = before_write  # called before the snapshot takes the write lock (store.checkpoint)
         self.hits = hits
         self.ws = ws = ws or WorkingSet()
         self.accounts = ws.accounts
@@ -433,6 +435,8 @@ class UnitOfWork:
         if self.snapshot:  # a read transaction cannot become a writer once others wrote: end it, lock to write
             self.snapshot = False
             self.driver.run("COMMIT")
+            if self.before_write is not None:
+                self.before_write()
             self.driver.run("BEGIN IMMEDIATE")
         _insert(conn, t.events, self.event_rows)
         _insert(conn, t.decisions, self.decision_rows)
