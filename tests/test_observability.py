@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 
 import orjson
 from api_fixtures import event, induced_share_post, open_api
@@ -43,6 +44,11 @@ def test_metrics_count_events_verdicts_rules_latency_and_open_cases(sqlite_url, 
             conn.execute(t.cases.insert(), [{"account": f"u-{i}", "event_id": "m-1", "source": "rule", "rules": "[]",
                                              "severity": 3, "status": "open", "created_ms": 1} for i in range(3)])
         assert api.client.get("/v1/signals").status_code == 401
+        checkpoints = api.svc.store.checkpoints  # SQLite: the log copied by the store's checkpoint thread
+        deadline = time.monotonic() + 30
+        while checkpoints._copied < checkpoints._commits:  # every commit's copy done: the figures hold still
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         response = api.client.get("/metrics")
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
         found = samples(response.text)
@@ -61,6 +67,9 @@ def test_metrics_count_events_verdicts_rules_latency_and_open_cases(sqlite_url, 
     assert open_cases >= 3
     assert value(found, "clearcircle_unit_conflicts_total") == 1
     assert sum(v for (name, _l), v in found.items() if name == "clearcircle_open_cases") == open_cases
+    assert value(found, "clearcircle_sqlite_checkpoints_total", kind="passive") >= 1
+    assert value(found, "clearcircle_sqlite_checkpoints_total", kind="forced") == checkpoints.forced == 0
+    assert value(found, "clearcircle_sqlite_log_longest_pages") == checkpoints.longest > 0
 
 
 def test_json_logs_carry_the_event_id_on_every_line(sqlite_url, tmp_path):

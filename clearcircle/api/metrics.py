@@ -1,5 +1,5 @@
 """Prometheus metrics of the HTTP API: events by type, verdicts, rules fired, decision latency, open cases,
-batches decided again after a conflict.
+batches decided again after a conflict, SQLite's log and its checkpoints.
 
 Each app gets its own CollectorRegistry (tests build many apps in one process; the global registry would
 refuse the second). `GET /metrics` is answered by the `MetricsMiddleware` before routing, like /healthz it
@@ -58,6 +58,28 @@ class _Conflicts(Collector):
                                   "another writer changed the same accounts first", value=self.read())
 
 
+class _WalCheckpoints(Collector):
+    """SQLite's log as the checkpoint thread (store/checkpoint.py) found it: a log that stays long, or copies
+    that must hold the writers (forced), mean the thread cannot keep up or other processes keep it long."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+        checkpoints = self.store.checkpoints
+        if checkpoints is None:  # PostgreSQL, or SQLite in memory
+            return
+        done = CounterMetricFamily("clearcircle_sqlite_checkpoints", "Checkpoints of the SQLite log by the "
+                                   "checkpoint thread (forced: copied holding the writers)", labels=["kind"])
+        done.add_metric(["passive"], checkpoints.checkpoints - checkpoints.forced)
+        done.add_metric(["forced"], checkpoints.forced)
+        yield done
+        yield GaugeMetricFamily("clearcircle_sqlite_log_pages", "Length of the SQLite log in pages at the last "
+                                "checkpoint (started afresh once copied whole)", value=checkpoints.log_pages)
+        yield GaugeMetricFamily("clearcircle_sqlite_log_longest_pages", "Longest SQLite log a checkpoint found, "
+                                "in pages, since the process started", value=checkpoints.longest)
+
+
 class Metrics:
     """The API's metrics; `observe` is called once per submitted request with its outcomes."""
 
@@ -76,6 +98,7 @@ class Metrics:
                                 ["method", "status"], registry=r)
         r.register(_OpenCases(store))
         r.register(_Conflicts(conflicts))
+        r.register(_WalCheckpoints(store))
         # labelled children by (metric, labels): `labels()` validates and locks on every call, 4x an `inc`
         self._children: dict[tuple[Any, ...], Any] = {}
 

@@ -59,6 +59,11 @@ class WalCheckpointer:
         self._thread = threading.Thread(target=self._run, name="cc-wal-checkpoint", daemon=True)
         self._thread.start()
 
+    @property
+    def log_pages(self) -> int:
+        """The log's length in pages when the last checkpoint ran."""
+        return self._log_pages
+
     def committed(self) -> None:
         """A transaction of this process committed: copy what it wrote."""
         with self._cond:
