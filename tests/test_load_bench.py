@@ -1,7 +1,7 @@
 """`clearcircle bench-load` runs end to end (a smoke test: it checks figures are printed, never their values).
 
 Cost: about 25 s a run on a busy 2-core machine: `--workers 2` with bench-load's own client, and one server
-process driven by wrk (skipped when wrk is not installed: scripts/test does not install it).
+process driven by wrk (scripts/test installs Debian's wrk; skipped where it is not installed).
 """
 
 from __future__ import annotations
