@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import logging
-import time
 
 import orjson
 from api_fixtures import event, induced_share_post, open_api
@@ -45,10 +44,7 @@ def test_metrics_count_events_verdicts_rules_latency_and_open_cases(sqlite_url, 
                                              "severity": 3, "status": "open", "created_ms": 1} for i in range(3)])
         assert api.client.get("/v1/signals").status_code == 401
         checkpoints = api.svc.store.checkpoints  # SQLite: the log copied by the store's checkpoint thread
-        deadline = time.monotonic() + 30
-        while checkpoints._copied < checkpoints._commits:  # every commit's copy done: the figures hold still
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        assert checkpoints.caught_up(timeout=30)  # every commit's copy done: the figures hold still
         response = api.client.get("/metrics")
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
         found = samples(response.text)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -68,23 +66,16 @@ def test_a_writer_waits_for_the_copy_of_a_long_log_and_starts_it_afresh(tmp_path
     assert conn is not None and not checkpoints._thread.is_alive()
 
 
-def _until(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
-
-
 def test_a_log_past_force_pages_is_copied_holding_the_writers_and_started_afresh(tmp_path: Path) -> None:
     path = tmp_path / "h.db"
     conn = _writer(path)
     checkpoints = WalCheckpointer(str(path), restart_pages=1, force_pages=5)
     try:
         _unit(conn, checkpoints, rows=200, settle=False)  # far more than 5 pages
-        _until(lambda: checkpoints.checkpoints >= 1)
+        assert checkpoints.caught_up(timeout=30)
         assert checkpoints.forced == 1 and checkpoints.longest > 5
         _unit(conn, checkpoints, rows=1, settle=False)
-        _until(lambda: checkpoints.checkpoints >= 2)
+        assert checkpoints.caught_up(timeout=30)
         assert checkpoints._log_pages <= 5, "RESTART: the next write starts the log afresh"
     finally:
         checkpoints.close()

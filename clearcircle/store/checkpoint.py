@@ -28,7 +28,6 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 from urllib.parse import quote
 
 log = logging.getLogger(__name__)
@@ -73,14 +72,14 @@ class WalCheckpointer:
     def settle(self, timeout: float = _SETTLE_S) -> None:
         """Before taking the write lock: if the log is long, wait (at most `timeout`) until the checkpoint of
         this process's last commit has finished, so that this write finds the log copied and restarts it."""
+        if self._log_pages > self.restart_pages:
+            self.caught_up(timeout)
+
+    def caught_up(self, timeout: float) -> bool:
+        """Wait (at most `timeout`) until every commit so far has been copied, or the thread stopped; whether
+        it did. A commit made meanwhile is waited for too."""
         with self._cond:
-            if self._log_pages <= self.restart_pages:
-                return
-            deadline = time.monotonic() + timeout
-            while self._copied < self._commits and not self._stopped:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._cond.wait(left):
-                    return
+            return self._cond.wait_for(lambda: self._copied >= self._commits or self._stopped, timeout)
 
     def close(self) -> None:
         with self._cond:
