@@ -6,11 +6,14 @@ path parameters or a body, to PATH_VALUES / BODIES).
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import threading
 import uuid
 from datetime import date
 from typing import Any
 
+import orjson
 import pytest
 from api_fixtures import ROLES as FIXTURE_ROLES
 from api_fixtures import Api, event, induced_share_post, minimal_pack, open_api
@@ -262,3 +265,57 @@ def test_revoked_key_is_401_immediately(api, method, path):
     assert api.counts() == before
     # the other keys of that role still work
     assert _call(api, method, path, api.keys[role]).status_code == 200
+
+
+@pytest.mark.parametrize(("who", "status"), [(None, 401), ("unknown", 401), ("moderator", 403), ("integrator", 422)])
+def test_an_invalid_single_event_is_refused_for_its_key_first(api, who, status):
+    """Single events have their key checked with the group they are decided in (api/coalesce.py); one that
+    never reaches a group (invalid) still has its key checked first: a refused caller learns nothing more."""
+    key = {None: None, "unknown": f"cc_{secrets.token_hex(6)}_x"}.get(who, api.keys.get(who or ""))
+    before = api.counts()
+    response = api.client.post("/v1/events", content=b'{"id": "half-an-event", "type": "post_created"}',
+                               headers={} if key is None else {"X-API-Key": key})
+    assert response.status_code == status, response.text
+    assert api.counts() == before
+
+
+def test_single_events_waiting_together_have_their_keys_checked_together(db_url, tmp_path, monkeypatch):
+    with open_api(db_url, tmp_path) as a:
+        store, pipeline = a.svc.store, a.svc.pipeline
+        revoked_info, revoked = store.create_key("integrator", "to-revoke")
+        assert store.revoke_key(revoked_info.id)
+        looked_up: list[set[str]] = []
+        key_roles = store.key_roles
+        monkeypatch.setattr(store, "key_roles", lambda keys: looked_up.append(set(keys)) or key_roles(keys))
+        gate, submits = threading.Event(), []
+        submit = pipeline.submit
+
+        def slow_first(events):  # noqa: ANN001, ANN202
+            submits.append([e.id for e in events])
+            if len(submits) == 1:
+                gate.wait(10)  # the others queue behind it, as under load
+            return submit(events)
+
+        monkeypatch.setattr(pipeline, "submit", slow_first)
+        keys = [a.keys["integrator"], revoked, a.keys["moderator"], f"cc_{secrets.token_hex(6)}_x",
+                a.keys["integrator"]]
+        bodies = [orjson.dumps(event("post_created", f"grouped-{i}", actor=f"u-grp-{i}")) for i in range(5)]
+        routes = a.client.app.state.event_routes
+
+        async def main():  # noqa: ANN202
+            first = asyncio.ensure_future(routes.answer("single", bodies[0], False, keys[0]))
+            await asyncio.sleep(0.2)
+            rest = [asyncio.ensure_future(routes.answer("single", b, False, k))
+                    for b, k in zip(bodies[1:], keys[1:], strict=True)]
+            await asyncio.sleep(0.2)
+            gate.set()
+            return await asyncio.gather(first, *rest)
+
+        answers = asyncio.run(main())
+        assert [status for status, _, _ in answers] == [200, 401, 403, 401, 200]
+        assert "moderator" in orjson.loads(answers[2][1])["detail"]
+        assert (b"www-authenticate", b"ApiKey") in answers[1][2]
+        assert submits == [["grouped-0"], ["grouped-4"]]  # refused requests never reach the pipeline
+        assert looked_up == [{keys[0]}, set(keys[1:])]  # one look-up for the four waiting together
+        stored = [store.decision(f"grouped-{i}") is not None for i in range(5)]
+        assert stored == [True, False, False, False, True]

@@ -6,7 +6,7 @@ import asyncio
 import threading
 from types import SimpleNamespace
 
-from clearcircle.api.coalesce import Coalescer
+from clearcircle.api.coalesce import Coalescer, Refused
 
 
 def test_waiting_events_are_grouped_in_arrival_order_and_a_failure_stays_with_its_request():
@@ -39,3 +39,50 @@ def test_waiting_events_are_grouped_in_arrival_order_and_a_failure_stays_with_it
     assert results[4] == "decided d"
     assert calls[:2] == [["a"], ["b", "c", "bad"]]  # grouped, in order, at most max_batch
     assert ["bad"] in calls and ["d"] in calls
+
+
+def test_keys_are_checked_once_for_a_group_and_a_refused_request_is_never_submitted():
+    submitted: list[list[str]] = []
+    admitted_calls: list[set[str]] = []
+    gate = threading.Event()
+
+    def submit(events):  # noqa: ANN001, ANN202
+        submitted.append([e.id for e in events])
+        if len(submitted) == 1:
+            gate.wait(5)
+        return [f"decided {e.id}" for e in events]
+
+    def admit(keys):  # noqa: ANN001, ANN202
+        admitted_calls.append(set(keys))
+        return {k: PermissionError(f"refused {k}") for k in keys if k.startswith("bad")}
+
+    async def main():  # noqa: ANN202
+        coalescer = Coalescer(submit, max_batch=10, admit=admit)
+        first = asyncio.ensure_future(coalescer.decide(SimpleNamespace(id="a"), "good"))
+        await asyncio.sleep(0.05)
+        rest = [asyncio.ensure_future(coalescer.decide(SimpleNamespace(id=i), k))
+                for i, k in (("b", "bad-1"), ("c", None), ("d", "good"), ("e", "bad-1"), ("f", "good-2"))]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert results[0] == "decided a"
+    assert isinstance(results[1], Refused) and str(results[1].error) == "refused bad-1"
+    assert results[2:4] == ["decided c", "decided d"]
+    assert isinstance(results[4], Refused)
+    assert results[5] == "decided f"
+    assert submitted == [["a"], ["c", "d", "f"]]  # the refused events never reach the pipeline
+    assert admitted_calls == [{"good"}, {"bad-1", "good", "good-2"}]  # one look-up a group; no key: not asked
+
+
+def test_a_group_refused_whole_submits_nothing():
+    submitted: list[list[str]] = []
+
+    async def main():  # noqa: ANN202
+        coalescer = Coalescer(lambda events: submitted.append(events) or [],
+                              admit=lambda keys: {k: PermissionError(k) for k in keys})
+        return await asyncio.gather(coalescer.decide(SimpleNamespace(id="a"), "k"), return_exceptions=True)
+
+    assert isinstance(asyncio.run(main())[0], Refused)
+    assert submitted == []

@@ -159,14 +159,17 @@ class BodyLimit:
         self.app = app
         self.limit = limit
 
+    async def _refuse(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """The 413, built only when sent (a JSONResponse a request was measurable under load)."""
+        await _error(413, f"request body over {self.limit} bytes")(scope, receive, send)
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        refuse = _error(413, f"request body over {self.limit} bytes")
         length = dict(scope.get("headers", ())).get(b"content-length")
         if length is not None:  # the server holds the body to this length
             if length.isdigit() and int(length) > self.limit:
-                return await refuse(scope, receive, send)
+                return await self._refuse(scope, receive, send)
             return await self.app(scope, receive, send)
         chunks, seen, more = [], 0, True
         while more:
@@ -176,7 +179,7 @@ class BodyLimit:
             chunks.append(message.get("body", b""))
             seen += len(chunks[-1])
             if seen > self.limit:
-                return await refuse(scope, receive, send)
+                return await self._refuse(scope, receive, send)
             more = message.get("more_body", False)
         body = b"".join(chunks)
         replayed = False
@@ -216,7 +219,8 @@ def create_app(service: Service) -> FastAPI:
     settings = service.settings
     app.state.metrics = metrics = Metrics(service.store, lambda: service.pipeline.conflicts)  # the live pipeline
     stream = StreamPublisher(settings.stream_url) if settings.stream_url else None  # ?async=true
-    app.state.event_routes = events = EventRoutes(service, metrics, stream, _DECISION_FIELDS)
+    app.state.event_routes = events = EventRoutes(service, metrics, stream, _DECISION_FIELDS,
+                                                         roles=integrator.allowed_roles)
     # innermost of ours: the two hot event routes are answered here, without the router (api/event_routes.py)
     app.add_middleware(EventFastPath, routes=events, auth=integrator)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

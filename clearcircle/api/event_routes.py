@@ -4,7 +4,9 @@ Why a fast path: profiled under load (docs/hardening.md, Load), Starlette's rout
 solving and request handler and the exception middleware cost a third of the server's CPU per single event,
 about as much as the rest of the request outside deciding. `EventFastPath` answers these two exact paths
 (POST) itself, inside the metrics, rate-limit and body-limit middleware (so those still count, throttle and
-refuse), with the route's own `require` check for the key, the same parsers and the same error shapes.
+refuse), with the route's own roles for the key, the same parsers and the same error shapes. A single event
+decided now has its key checked with the group it is decided in, one query a group on the deciding thread
+(api/coalesce.py); an invalid one has it checked before its 422, so a refused caller learns nothing more.
 The FastAPI routes stay registered, for the OpenAPI schema and the role table, and call the same
 `EventRoutes.answer`, so both paths give the same answers.
 
@@ -24,7 +26,8 @@ from fastapi import HTTPException
 from fastapi.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from clearcircle.api.coalesce import Coalescer
+from clearcircle.api.auth import refusal, role_of
+from clearcircle.api.coalesce import Coalescer, Refused
 from clearcircle.api.metrics import Metrics
 from clearcircle.api.stream_ingest import StreamPublisher, StreamUnavailable
 from clearcircle.events.schemas import Event, EventError, parse_batch_json, parse_event_json
@@ -46,6 +49,10 @@ def json_answer(status: int, payload: Any, headers: dict[str, str] | None = None
     return status, orjson.dumps(payload), [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
 
 
+def http_answer(exc: HTTPException) -> Answer:
+    return json_answer(exc.status_code, {"detail": exc.detail}, exc.headers)
+
+
 def async_flag(query_string: bytes) -> bool | Answer:
     """The `async` query parameter as FastAPI reads a bool (the last value wins), or the 422 it would give."""
     if not query_string or b"async" not in query_string:
@@ -65,15 +72,24 @@ class EventRoutes:
     """Decides (or, with `async`, publishes) the events of one request and builds the response body."""
 
     def __init__(self, service: Service, metrics: Metrics, stream: StreamPublisher | None,
-                 decision_fields: tuple[tuple[str, Any], ...]) -> None:
+                 decision_fields: tuple[tuple[str, Any], ...], roles: frozenset[str]) -> None:
         self.service = service
         self.decision_fields = decision_fields  # DecisionOut's fields and defaults, in order (api/app.py)
         self.metrics = metrics
         self.stream = stream
-        self.coalescer = Coalescer(lambda events: service.pipeline.submit(events))  # late-bound: the live pipeline
+        self.roles = roles  # the roles these routes admit
+        self.coalescer = Coalescer(lambda events: service.pipeline.submit(events),  # late-bound: the live pipeline
+                                   admit=self._refusals)
 
-    async def answer(self, route: str, body: bytes, is_async: bool) -> Answer:
-        """The status, JSON body and extra headers for one request whose key was admitted."""
+    def _refusals(self, keys: set[str]) -> dict[str, Exception]:
+        """The keys of a group of single events refused (api/coalesce.py), each with its 401 or 403."""
+        refusals = {k: refusal(role, self.roles) for k, role in self.service.store.key_roles(keys).items()}
+        return {k: r for k, r in refusals.items() if r is not None}
+
+    async def answer(self, route: str, body: bytes, is_async: bool, key: str | None = None) -> Answer:
+        """The status, JSON body and extra headers for one request whose key was admitted or, for a single
+        event decided now, is given here to be checked with the group it is decided in (api/coalesce.py)."""
+        assert key is None or (route == "single" and not is_async), "only single events are checked in groups"
         try:
             if is_async:
                 return await self._accept(route, body)
@@ -81,17 +97,25 @@ class EventRoutes:
                 event = parse_event_json(body)
                 with event_context(event.id):
                     # the wire shape of DecisionOut, serialised once by orjson (no second validation by the model)
-                    return 200, orjson.dumps((await self.decide([event], route))[0]), []
+                    return 200, orjson.dumps((await self.decide([event], route, key))[0]), []
             events = parse_batch_json(body, self.service.settings.max_batch)
             return 200, orjson.dumps({"decisions": await self.decide(events, route)}), []
         except EventError as exc:
+            if key is not None:  # the key first, as for every request: a refused caller learns nothing more
+                refused = refusal(await role_of(self.service.store, key), self.roles)
+                if refused is not None:
+                    return http_answer(refused)
             return json_answer(422, {"detail": "invalid event", "errors": exc.errors})
+        except Refused as exc:
+            assert isinstance(exc.error, HTTPException)
+            return http_answer(exc.error)
 
-    async def decide(self, events: list[Event], route: str) -> list[dict[str, Any]]:
-        """Run the pipeline off the event loop; count, time and log each decision (with its event id)."""
+    async def decide(self, events: list[Event], route: str, key: str | None = None) -> list[dict[str, Any]]:
+        """Run the pipeline off the event loop; count, time and log each decision (with its event id). A single
+        event's `key`, if given, is checked with the group it is decided in."""
         started = time.perf_counter()
         if route == "single":  # grouped with the other single events waiting (api/coalesce.py)
-            outcomes = [await self.coalescer.decide(events[0])]
+            outcomes = [await self.coalescer.decide(events[0], key)]
         else:
             outcomes = await run_in_threadpool(self.service.pipeline.submit, events)
         self.metrics.observe(route, [e.type for e in events], outcomes, time.perf_counter() - started)
@@ -160,13 +184,16 @@ class EventFastPath:
 
     async def _serve(self, scope: dict[str, Any], receive: Any, route: str) -> Answer | None:
         key = next((v.decode("latin-1") for k, v in scope["headers"] if k == _KEY), None)
-        try:
-            await self.auth(Request(scope), key)
-        except HTTPException as exc:
-            return json_answer(exc.status_code, {"detail": exc.detail}, exc.headers)
         flag = async_flag(scope.get("query_string", b""))
-        if not isinstance(flag, bool):
-            return flag
+        # a single event decided now has its key checked with its group, in one query (api/coalesce.py)
+        deferred = key if key and route == "single" and flag is False else None
+        if deferred is None:
+            try:
+                await self.auth(Request(scope), key)
+            except HTTPException as exc:
+                return http_answer(exc)
+            if not isinstance(flag, bool):
+                return flag
         chunks = []
         while True:
             message = await receive()
@@ -175,4 +202,4 @@ class EventFastPath:
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
-        return await self.routes.answer(route, b"".join(chunks), flag)
+        return await self.routes.answer(route, b"".join(chunks), flag, deferred)
