@@ -86,3 +86,30 @@ def test_a_group_refused_whole_submits_nothing():
 
     assert isinstance(asyncio.run(main())[0], Refused)
     assert submitted == []
+
+
+def test_the_thread_goes_when_idle_and_a_request_that_went_away_does_not_stop_the_others():
+    gate = threading.Event()
+
+    def submit(events):  # noqa: ANN001, ANN202
+        if events[0].id == "slow":
+            gate.wait(5)
+        return [f"decided {e.id}" for e in events]
+
+    coalescer = Coalescer(submit)
+    coalescer.IDLE_SECONDS = 0.05
+
+    async def main():  # noqa: ANN202
+        slow = asyncio.ensure_future(coalescer.decide(SimpleNamespace(id="slow")))
+        await asyncio.sleep(0.05)
+        slow.cancel()  # the client went away while its event was being decided
+        gate.set()
+        return await coalescer.decide(SimpleNamespace(id="next"))
+
+    assert asyncio.run(main()) == "decided next"
+    for _ in range(100):
+        if coalescer._thread is None:
+            break
+        threading.Event().wait(0.02)
+    assert coalescer._thread is None  # idle: gone, holding nothing
+    assert asyncio.run(coalescer.decide(SimpleNamespace(id="later"))) == "decided later"  # started again

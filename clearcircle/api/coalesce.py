@@ -12,17 +12,19 @@ together, in one query on the coalescer's thread just before the submit, instead
 on the event loop (each of those gave the GIL to the deciding thread and waited to get it back: +20%
 single-event throughput, docs/hardening.md, Load). A refused request's event is never submitted.
 
-Submits run on one thread of the coalescer's own (the pipeline decides one submit at a time anyway):
-handing work to it through `loop.run_in_executor` costs a fraction of anyio's `run_in_threadpool`, which is
-measurable at a thousand requests a second (docs/hardening.md, Load).
+The submits run on one thread of the coalescer's own (the pipeline decides one submit at a time anyway),
+which takes the next group as soon as it has answered the last: requests queue for it under a lock, and it
+hands each group's outcomes back to the event loop in one callback. It never waits for the event loop to
+give it work (with the loop handing each group over, the thread sat idle between groups while the loop
+parsed requests and wrote answers: docs/hardening.md, Load).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import threading
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from clearcircle.obs.logs import EVENT_ID
@@ -36,20 +38,70 @@ class Refused(Exception):
         self.error = error
 
 
+_Waiting = tuple[Any, str | None, asyncio.Future[Any]]
+
+
 class Coalescer:
     """`await decide(event)` -> that event's pipeline Outcome; at most `max_batch` events per submit.
 
     `decide(event, key)` has the key checked with the group: `admit(keys)` returns the refusal of each key
     refused (absent: admitted), and `decide` raises `Refused` with it."""
 
+    IDLE_SECONDS = 30.0
+
     def __init__(self, submit: Callable[[Sequence[Any]], list[Any]], max_batch: int = 256,
                  admit: Callable[[set[str]], dict[str, Exception]] | None = None) -> None:
         self.submit = submit
         self.admit = admit
         self.max_batch = max_batch
-        self._queue: list[tuple[Any, str | None, asyncio.Future[Any]]] = []
-        self._draining = False
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cc-decide")
+        self._queue: deque[_Waiting] = deque()
+        self._ready = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    async def decide(self, event: Any, key: str | None = None) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        with self._ready:
+            self._queue.append((event, key, future))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="cc-decide", daemon=True)
+                self._thread.start()
+            self._ready.notify()
+        return await future
+
+    def _run(self) -> None:
+        """The coalescer's thread: each group waiting, submitted, its outcomes sent back to its loop(s)."""
+        while True:
+            with self._ready:
+                while not self._queue:
+                    if not self._ready.wait(self.IDLE_SECONDS) and not self._queue:
+                        self._thread = None  # idle: the next request starts another (nothing holds on to us)
+                        return
+                group = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+            outcomes = self._decide(group)
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+            for (_event, _key, future), outcome in zip(group, outcomes, strict=True):
+                by_loop.setdefault(future.get_loop(), []).append((future, outcome))
+            for loop, settled in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(self._settle, settled)
+                except RuntimeError:  # that loop was closed meanwhile: no one awaits these
+                    pass
+
+    def _decide(self, group: list[_Waiting]) -> list[Any]:
+        """Each request's Outcome, `Refused`, or the exception its event alone raised."""
+        EVENT_ID.set(group[0][0].id if len(group) == 1 else None)  # a grouped submit's lines name no one event
+        try:
+            return self._admit_and_submit([event for event, _, _ in group], [key for _, key, _ in group])
+        except Exception:  # decide them alone: only the failing request sees the error
+            pass
+        outcomes: list[Any] = []
+        for event, key, _future in group:
+            EVENT_ID.set(event.id)
+            try:
+                outcomes.append(self._admit_and_submit([event], [key])[0])
+            except Exception as exc:
+                outcomes.append(_Failed(exc))
+        return outcomes
 
     def _admit_and_submit(self, events: list[Any], keys: list[str | None]) -> list[Any]:
         """Each event's Outcome, or `Refused` for those whose key was refused (never submitted)."""
@@ -59,49 +111,21 @@ class Coalescer:
         outcomes = iter(self.submit(admitted) if admitted else ())
         return [Refused(refused[k]) if k in refused else next(outcomes) for k in keys]
 
-    async def _submit(self, events: list[Any], keys: list[str | None]) -> list[Any]:
-        """`submit` on the coalescer's thread, in a copy of this context (the event id of the log lines)."""
-        context = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(
-            self._thread, context.run, self._admit_and_submit, events, keys)
-
-    async def decide(self, event: Any, key: str | None = None) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((event, key, future))
-        if not self._draining:
-            self._draining = True
-            # its own context: lines logged by a grouped submit name no single request's event
-            asyncio.get_running_loop().create_task(self._drain(), context=contextvars.Context())
-        return await future
-
     @staticmethod
-    def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
-        if future.done():
-            return
-        if isinstance(outcome, Refused):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
+    def _settle(settled: list[tuple[asyncio.Future[Any], Any]]) -> None:
+        for future, outcome in settled:
+            if future.done():  # its request went away
+                continue
+            if isinstance(outcome, Refused):
+                future.set_exception(outcome)
+            elif isinstance(outcome, _Failed):
+                future.set_exception(outcome.error)
+            else:
+                future.set_result(outcome)
 
-    async def _drain(self) -> None:
-        try:
-            while self._queue:
-                group, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-                EVENT_ID.set(group[0][0].id if len(group) == 1 else None)
-                try:
-                    outcomes = await self._submit([event for event, _, _ in group], [key for _, key, _ in group])
-                except Exception:  # decide them alone: only the failing request sees the error
-                    for event, key, future in group:
-                        EVENT_ID.set(event.id)
-                        try:
-                            outcome = (await self._submit([event], [key]))[0]
-                        except Exception as exc:
-                            if not future.done():
-                                future.set_exception(exc)
-                            continue
-                        self._settle(future, outcome)
-                    continue
-                for (_event, _key, future), outcome in zip(group, outcomes, strict=True):
-                    self._settle(future, outcome)
-        finally:
-            self._draining = False
+
+class _Failed:
+    """The exception an event raised when decided alone, carried back to its request."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
