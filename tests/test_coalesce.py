@@ -113,3 +113,19 @@ def test_the_thread_goes_when_idle_and_a_request_that_went_away_does_not_stop_th
         threading.Event().wait(0.02)
     assert coalescer._thread is None  # idle: gone, holding nothing
     assert asyncio.run(coalescer.decide(SimpleNamespace(id="later"))) == "decided later"  # started again
+
+
+def test_a_thread_that_dies_fails_its_requests_and_the_next_request_gets_a_new_one():
+    def submit(events):  # noqa: ANN001, ANN202
+        if events[0].id == "fatal":
+            raise SystemExit("stop")  # not an event's error: the thread itself goes
+        return [f"decided {e.id}" for e in events]
+
+    coalescer = Coalescer(submit)
+
+    async def main():  # noqa: ANN202
+        return await asyncio.gather(coalescer.decide(SimpleNamespace(id="fatal")), return_exceptions=True)
+
+    (failed,) = asyncio.run(main())
+    assert isinstance(failed, RuntimeError) and "stopped" in str(failed)
+    assert asyncio.run(coalescer.decide(SimpleNamespace(id="after"))) == "decided after"

@@ -63,29 +63,47 @@ class Coalescer:
         with self._ready:
             self._queue.append((event, key, future))
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="cc-decide", daemon=True)
-                self._thread.start()
+                self._start()
             self._ready.notify()
         return await future
 
     def _run(self) -> None:
         """The coalescer's thread: each group waiting, submitted, its outcomes sent back to its loop(s)."""
-        while True:
+        group: list[_Waiting] = []
+        try:
+            while True:
+                with self._ready:
+                    while not self._queue:
+                        if not self._ready.wait(self.IDLE_SECONDS) and not self._queue:
+                            return  # idle: the next request starts another (nothing holds on to us)
+                    group = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+                self._send_back(group, self._decide(group))
+                group = []
+        except BaseException as exc:  # the thread itself is going (not an event's error): fail its requests
+            error = exc if isinstance(exc, Exception) else RuntimeError(f"the deciding thread stopped: {exc!r}")
+            self._send_back(group, [_Failed(error)] * len(group))
+            raise
+        finally:
             with self._ready:
-                while not self._queue:
-                    if not self._ready.wait(self.IDLE_SECONDS) and not self._queue:
-                        self._thread = None  # idle: the next request starts another (nothing holds on to us)
-                        return
-                group = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-            outcomes = self._decide(group)
-            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
-            for (_event, _key, future), outcome in zip(group, outcomes, strict=True):
-                by_loop.setdefault(future.get_loop(), []).append((future, outcome))
-            for loop, settled in by_loop.items():
-                try:
-                    loop.call_soon_threadsafe(self._settle, settled)
-                except RuntimeError:  # that loop was closed meanwhile: no one awaits these
-                    pass
+                self._thread = None
+                if self._queue:  # arrived as this thread went: another takes them
+                    self._start()
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="cc-decide", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def _send_back(cls, group: list[_Waiting], outcomes: list[Any]) -> None:
+        """The outcomes to their requests' event loops, one callback a loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+        for (_event, _key, future), outcome in zip(group, outcomes, strict=True):
+            by_loop.setdefault(future.get_loop(), []).append((future, outcome))
+        for loop, settled in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(cls._settle, settled)
+            except RuntimeError:  # that loop was closed meanwhile: no one awaits these
+                pass
 
     def _decide(self, group: list[_Waiting]) -> list[Any]:
         """Each request's Outcome, `Refused`, or the exception its event alone raised."""
