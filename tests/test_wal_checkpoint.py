@@ -159,3 +159,33 @@ def test_small_units_of_a_pipeline_keep_the_log_short_and_every_decision(tmp_pat
         assert store.verify_audit()[1] == []
     finally:
         service.close()
+
+
+def test_a_begin_that_cannot_take_the_write_lock_fails_as_sqlalchemy_does_and_reads_go_on(tmp_path: Path) -> None:
+    """`BEGIN IMMEDIATE` runs on the DB-API connection (store/db.py): a lock it cannot get is still raised as
+    SQLAlchemy's OperationalError, and leaves nothing half-open."""
+    from sqlalchemy import event, text
+    from sqlalchemy.exc import OperationalError
+
+    from clearcircle.store.db import make_engine, reads
+
+    path = tmp_path / "locked.db"
+    engine = make_engine(f"sqlite:///{path}")
+    event.listen(engine, "connect", lambda c, _r: c.execute("PRAGMA busy_timeout=50"))
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OperationalError, match="locked"), engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (1)"))
+        with reads(engine).begin() as conn:  # a snapshot needs no write lock
+            assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 0
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES (2)"))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT x FROM t")).scalars().all() == [2]
+    engine.dispose()
