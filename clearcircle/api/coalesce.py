@@ -9,7 +9,7 @@ an error reaches only the request that caused it.
 
 A request may leave its API key to be checked with its group (`admit`): the keys of a group are looked up
 together, in one query on the coalescer's thread just before the submit, instead of one query per request
-on the event loop (each of those gave the GIL to the deciding thread and waited to get it back: +20%
+on the event loop (each of those gave the GIL to the deciding thread and waited to get it back: +18%
 single-event throughput, docs/hardening.md, Load). A refused request's event is never submitted.
 
 The submits run on one thread of the coalescer's own (the pipeline decides one submit at a time anyway),
