@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from alembic import command
@@ -11,7 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+
+from clearcircle.store.driver import Driver
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -75,14 +75,9 @@ def make_engine(url: str, wal_autocheckpoint: int = 1000) -> Engine:
         def _begin(conn) -> None:  # noqa: ANN001
             # writers take the write lock up front so two of them queue instead of failing mid-transaction;
             # readers (see `reads`) take a snapshot and never wait for a writer (WAL)
-            # straight on the DB-API connection: SQLAlchemy's execution path cost more than the BEGIN itself,
-            # once a transaction (docs/hardening.md, Load); errors raised as SQLAlchemy's, like every statement
-            sql = "BEGIN" if is_read_only(conn) else "BEGIN IMMEDIATE"
-            dbapi = conn.connection.dbapi_connection
-            try:
-                dbapi.execute(sql)
-            except sqlite3.Error as exc:
-                raise DBAPIError.instance(sql, (), exc, sqlite3.Error) from exc
+            # through the driver's cursor (errors raised as SQLAlchemy's): SQLAlchemy's execution path cost more
+            # than the BEGIN itself, once a transaction (docs/hardening.md, Load)
+            Driver(conn).run("BEGIN" if is_read_only(conn) else "BEGIN IMMEDIATE")
 
         return engine
     if parsed.get_backend_name() == "postgresql":
