@@ -81,7 +81,7 @@ class Coalescer:
                 group = []
         except BaseException as exc:  # the thread itself is going (not an event's error): fail its requests
             error = exc if isinstance(exc, Exception) else RuntimeError(f"the deciding thread stopped: {exc!r}")
-            self._send_back(group, [_Failed(error)] * len(group))
+            self._send_back(group, [error] * len(group))
             raise
         finally:
             with self._ready:
@@ -106,7 +106,7 @@ class Coalescer:
                 pass
 
     def _decide(self, group: list[_Waiting]) -> list[Any]:
-        """Each request's Outcome, `Refused`, or the exception its event alone raised."""
+        """Each request's Outcome, or the exception to raise in it: `Refused`, or what its event alone raised."""
         EVENT_ID.set(group[0][0].id if len(group) == 1 else None)  # a grouped submit's lines name no one event
         try:
             return self._admit_and_submit([event for event, _, _ in group], [key for _, key, _ in group])
@@ -118,7 +118,7 @@ class Coalescer:
             try:
                 outcomes.append(self._admit_and_submit([event], [key])[0])
             except Exception as exc:
-                outcomes.append(_Failed(exc))
+                outcomes.append(exc)
         return outcomes
 
     def _admit_and_submit(self, events: list[Any], keys: list[str | None]) -> list[Any]:
@@ -134,16 +134,7 @@ class Coalescer:
         for future, outcome in settled:
             if future.done():  # its request went away
                 continue
-            if isinstance(outcome, Refused):
+            if isinstance(outcome, Exception):  # submit's outcomes are never exceptions
                 future.set_exception(outcome)
-            elif isinstance(outcome, _Failed):
-                future.set_exception(outcome.error)
             else:
                 future.set_result(outcome)
-
-
-class _Failed:
-    """The exception an event raised when decided alone, carried back to its request."""
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error

@@ -290,8 +290,8 @@ class Store:
         return bool(done)
 
     def key_role(self, secret: str) -> str | None:
-        """The role of an active key, or None (unknown or revoked). Read on every request, never cached (a
-        revoked key stops at once, whichever process revoked it)."""
+        """The role of an active key, or None (unknown or revoked). Read each time, never cached (a revoked key
+        stops at once, whichever process revoked it)."""
         return self.key_roles([secret])[secret]
 
     def key_roles(self, keys: Iterable[str]) -> dict[str, str | None]:
