@@ -83,6 +83,43 @@ def test_folding_into_a_kept_base_equals_folding_afresh(groups, reload_every, da
         assert fast.model_dump_json() == plain.model_dump_json()
 
 
+def _stored_as_dumped(state: AccountState) -> None:
+    """The stored form (kept ledger entries) is the model's own dump with the ledger moved last."""
+    stored = state.stored_json()
+    dumped = orjson.loads(state.model_dump_json())
+    assert list(orjson.loads(stored)) == [k for k in dumped if k != "ledger"] + ["ledger"]
+    assert orjson.loads(stored) == dumped
+    assert AccountState.model_validate_json(stored) == state
+
+
+@settings(max_examples=120, deadline=None)
+@given(histories, st.integers(min_value=0, max_value=5), st.data())
+def test_the_stored_form_with_kept_ledger_entries_equals_a_full_dump(groups, copy_every, data):
+    """Appends, folds (the oldest entries leave), copies, reloads and a reversal (a new list of entries), with
+    the stored form taken after each: what it kept from the last one never shows through as stale."""
+    with mock.patch.object(enforcement, "LEDGER_MAX", 4):
+        enforcement._FOLDED.clear()
+        state = AccountState(account_id="acc")
+        _stored_as_dumped(state)
+        for i, reqs in enumerate(groups):
+            if copy_every and i % copy_every == 0:  # a copy shares what was kept; a reload keeps nothing
+                state = state.model_copy(deep=bool(i % 2)) if i % 3 else \
+                    AccountState.model_validate_json(state.stored_json())
+            enforce(_requests(i, reqs), lambda _a, s=state: s, SETTINGS)
+            _stored_as_dumped(state)
+        k = data.draw(st.integers(min_value=0, max_value=len(groups) - 1))
+        reverse(state, f"e{k}", "appeal:1", SETTINGS)
+        _stored_as_dumped(state)
+        state.ledger = [e.model_copy() for e in reversed(state.ledger)]  # equal entries, new objects, reordered
+        _stored_as_dumped(state)
+        if len(state.ledger) >= 3:
+            state.ledger = state.ledger[:1] + state.ledger[2:]  # one gone from the middle: the rest shift
+            _stored_as_dumped(state)
+        if state.ledger:
+            state.ledger[-1] = state.ledger[-1].model_copy(update={"rule": "changed"})  # another in its place
+            _stored_as_dumped(state)
+
+
 def test_a_base_is_not_shared_by_two_states_with_the_same_ledger_base():
     """A copy of a state (same `ledger_base` dict) must not fold into the base its original went on changing."""
     history = [("remove", 0, None, True, "a"), ("label", DAY_MS, 7.0, False, "a"),

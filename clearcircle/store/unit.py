@@ -452,7 +452,7 @@ class UnitOfWork:
                 self._merge(self.start, head[0])
         rows = []
         for s in (self.accounts[a] for a in sorted(self.dirty)):
-            state_json = s.model_dump_json()
+            state_json = s.stored_json()
             self.ws.sized(s.account_id, len(state_json))
             rows.append((s.account_id, s.account_type, s.registered_ms, now_ms, state_json))
         _upsert_accounts(conn, rows)
