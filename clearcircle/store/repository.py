@@ -34,6 +34,7 @@ from clearcircle.store.unit import (
     lock_head,
     read_head,
 )
+from clearcircle.store.writer_lock import WriterLock
 
 if TYPE_CHECKING:
     from clearcircle.store.redis_counters import RedisHits
@@ -83,6 +84,8 @@ class Store:
         """`redis_url`: keep counter hits in Redis (store.redis_counters) instead of the counter_hits table."""
         self.url = url
         self.checkpoints = _checkpointer(url)  # SQLite files: the log copied on a thread, not in commits
+        database = sqlite_file(url)
+        self.writer = WriterLock(database) if database else None  # SQLite files: writers queue in the kernel
         self.engine = make_engine(url, wal_autocheckpoint=SAFETY_PAGES if self.checkpoints else 1000)
         if self.checkpoints is not None:
             event.listen(self.engine, "commit", self._committed)
@@ -120,6 +123,8 @@ class Store:
                 self._held = None
         if self.checkpoints is not None:
             self.checkpoints.close()
+        if self.writer is not None:
+            self.writer.close()
         self.engine.dispose()
         if self.redis is not None:
             self.redis.close()
@@ -148,14 +153,27 @@ class Store:
                 with self.engine.begin() as conn:
                     lock_head(conn)
                 self._head_exists = True
-            with self._snapshot() if snapshot else self.engine.begin() as conn:
-                head = read_head(conn) if optimistic else lock_head(conn)
-                forgotten = ws.sync(Driver(conn), head[0])
-                uow = UnitOfWork(conn, ws, self.hits, head=None if optimistic else head, start=head[0],
-                                 forgotten=forgotten, logged=events, snapshot=snapshot,
-                                 before_write=self.checkpoints.settle if self.checkpoints else None)
-                yield uow
-                uow.flush(now_ms())
+            queued: list[WriterLock] = []  # the write queue, once this unit has joined it (until it ends)
+
+            def before_write() -> None:  # a snapshot unit, about to take the write lock
+                if self.checkpoints is not None:
+                    self.checkpoints.settle()
+                if self.writer is not None:
+                    self.writer.acquire()
+                    queued.append(self.writer)
+
+            try:
+                with self._snapshot() if snapshot else self.engine.begin() as conn:
+                    head = read_head(conn) if optimistic else lock_head(conn)
+                    forgotten = ws.sync(Driver(conn), head[0])
+                    uow = UnitOfWork(conn, ws, self.hits, head=None if optimistic else head, start=head[0],
+                                     forgotten=forgotten, logged=events, snapshot=snapshot,
+                                     before_write=before_write)
+                    yield uow
+                    uow.flush(now_ms())
+            finally:  # committed or rolled back: the next writer's turn
+                for lock in queued:
+                    lock.release()
             if snapshot and self.checkpoints is not None:  # written in a transaction begun read-only
                 self.checkpoints.committed()
             ws.seq = (uow.end if uow.end is not None else head[0]) if uow.complete else None
