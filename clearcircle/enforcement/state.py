@@ -127,9 +127,8 @@ class AccountState(BaseModel):
 
 
 def _run_start(entries: list[LedgerEntry], first: LedgerEntry) -> int | None:
-    """Where `first` is among the entries last dumped (the ledger's oldest entries fold away), if it is."""
-    if entries and entries[0] is first:
-        return 0
+    """Where `first` is among the entries last dumped (the ledger's oldest entries fold away), if it is. The
+    list's own search checks identity before equality, so the usual case (the same first entry) costs one test."""
     try:
         return entries.index(first)
     except ValueError:

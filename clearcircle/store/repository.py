@@ -74,18 +74,14 @@ class StoredCounters:
         return self.store.count_hits(key, name, since_ms, until_ms, distinct)
 
 
-def _checkpointer(url: str) -> WalCheckpointer | None:
-    path = sqlite_file(url)
-    return None if path is None else WalCheckpointer(path)
-
-
 class Store:
     def __init__(self, url: str, redis_url: str | None = None) -> None:
         """`redis_url`: keep counter hits in Redis (store.redis_counters) instead of the counter_hits table."""
         self.url = url
-        self.checkpoints = _checkpointer(url)  # SQLite files: the log copied on a thread, not in commits
-        database = sqlite_file(url)
-        self.writer = WriterLock(database) if database else None  # SQLite files: writers queue in the kernel
+        database = sqlite_file(url)  # None: PostgreSQL, or SQLite in memory
+        # SQLite files: the log copied on a thread, not in commits; writers queue for the write lock in the kernel
+        self.checkpoints = WalCheckpointer(database) if database else None
+        self.writer = WriterLock(database) if database else None
         self.engine = make_engine(url, wal_autocheckpoint=SAFETY_PAGES if self.checkpoints else 1000)
         if self.checkpoints is not None:
             event.listen(self.engine, "commit", self._committed)
