@@ -70,7 +70,7 @@ def appealed_actions(conn: Connection, event_id: str, account: str) -> list[dict
     if decision is not None:
         changes = decision.get("actions", [])
     else:
-        payloads = conn.execute(select(t.audit.c.payload).where(t.audit.c.kind == "state_change",
+        payloads = conn.execute(select(t.audit.c.payload).where(t.audit.c.kind == "state_change", t.NOT_DECISION,
                                                                 t.audit.c.subject == account)).scalars()
         changes = [c for c in map(orjson.loads, payloads) if c.get("event_id") == event_id]
     return [a for a in changes if a["account"] == account and a["action"] in APPEALABLE]

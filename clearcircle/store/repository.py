@@ -220,7 +220,7 @@ class Store:
         with self.reads.connect() as conn:
             changes = conn.execute(
                 select(t.audit.c.seq, t.audit.c.at_ms, t.audit.c.kind, t.audit.c.payload)
-                .where(t.audit.c.subject == account_id)
+                .where(t.audit.c.subject == account_id, t.NOT_DECISION)  # by ix_audit_subject
                 .order_by(desc(t.audit.c.seq))
                 .limit(limit)
             ).all()
