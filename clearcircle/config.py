@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     # the event stream (redis://HOST:PORT/NAME, docs/stream.md) that `POST /v1/events?async=true` publishes to;
     # None: the API decides synchronously only and `async=true` is a 409
     stream_url: str | None = None
+    # FastAPI's own OpenTelemetry spans, metrics and logs for every request, for a site that sets up an
+    # OpenTelemetry SDK and exporter. Off by default: /metrics (Prometheus) is the engine's metrics, and when
+    # on, FastAPI looks up the OpenTelemetry providers on every request, SDK or not (docs/hardening.md)
+    otel: bool = False
 
 
 def identifier_key(settings: Settings) -> bytes:

@@ -104,3 +104,24 @@ def test_formatter_masks_key_secrets_and_keeps_extras():
         line = orjson.loads(JsonFormatter().format(record))
     assert line["msg"] == "key cc_0123456789ab_***" and line["event_id"] == "e-9" and line["verdict"] == "ban"
     assert redact("no secret here") == "no secret here"
+
+
+def test_fastapi_opentelemetry_is_looked_up_per_request_only_when_turned_on(sqlite_url, tmp_path, monkeypatch):
+    """FastAPI's native telemetry asks OpenTelemetry for its providers on every request, SDK or not; off by
+    default (Prometheus is the engine's metrics), on with CLEARCIRCLE_OTEL for a site that exports spans."""
+    from opentelemetry import trace
+
+    lookups = []
+    real = trace.get_tracer_provider
+
+    def counted():  # noqa: ANN202
+        lookups.append(1)
+        return real()
+
+    monkeypatch.setattr(trace, "get_tracer_provider", counted)
+    for otel, expect_lookups in ((False, False), (True, True)):
+        lookups.clear()
+        with open_api(sqlite_url, tmp_path, otel=otel) as api:
+            for i in range(3):
+                assert api.post_event(event("like", f"o-{otel}-{i}")).status_code == 200
+        assert bool(lookups) is expect_lookups, (otel, len(lookups))

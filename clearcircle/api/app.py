@@ -195,8 +195,10 @@ class BodyLimit:
 
 
 def create_app(service: Service) -> FastAPI:
+    otel = service.settings.otel
     app = FastAPI(title="ClearCircle", version=__version__,
-                  description="Governance engine against malicious marketing: events in, decisions out.")
+                  description="Governance engine against malicious marketing: events in, decisions out.",
+                  telemetry={"tracing": otel, "metrics": otel, "logs": otel})
     app.state.service = service
     integrator = require("integrator")
     readers = require("integrator", "moderator", "admin", "compliance")
@@ -235,7 +237,7 @@ def create_app(service: Service) -> FastAPI:
                         headers={k.decode(): v.decode() for k, v in headers})
 
     @app.get("/healthz", tags=["ops"])
-    def healthz() -> dict[str, Any]:
+    async def healthz() -> dict[str, Any]:  # no I/O: on the event loop, not a thread pool hop per probe
         # worker: the process that answered (`serve --workers N` runs N of them behind one port)
         return {"status": "ok", "pack_version": service.pack.version, "worker": os.getpid()}
 
