@@ -6,6 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DB_URL = "sqlite:///clearcircle.db"
@@ -33,6 +34,10 @@ class Settings(BaseSettings):
     # OpenTelemetry SDK and exporter. Off by default: /metrics (Prometheus) is the engine's metrics, and when
     # on, FastAPI looks up the OpenTelemetry providers on every request, SDK or not (docs/hardening.md)
     otel: bool = False
+    # single events: after answering a group, how long (at most, and never longer than the group took) the
+    # deciding thread waits for the callers it answered to ask again, so a caller's pool of connections is
+    # decided in one group rather than two that take turns (api/coalesce.py). 0: take what is queued at once
+    coalesce_linger_ms: float = Field(3.0, ge=0, le=1000)
 
 
 def identifier_key(settings: Settings) -> bytes:

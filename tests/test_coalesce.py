@@ -135,3 +135,63 @@ def test_a_thread_that_dies_fails_its_requests_and_the_next_request_gets_a_new_o
     assert isinstance(failed, RuntimeError) and "stopped" in str(failed)
     assert ended.wait(5) and isinstance(seen[0], SystemExit)
     assert asyncio.run(coalescer.decide(SimpleNamespace(id="after"))) == "decided after"
+
+
+def _closed_loop_groups(linger: float, callers: int = 8, rounds: int = 60) -> list[int]:
+    """Group sizes when `callers` callers each ask again as soon as they are answered (a backend's pool of
+    connections) after a short time of its own, with a submit that takes ~2 ms plus a little per event."""
+    sizes: list[int] = []
+
+    def submit(events):  # noqa: ANN001, ANN202
+        sizes.append(len(events))
+        threading.Event().wait(0.002 + 0.0002 * len(events))
+        return [e.id for e in events]
+
+    coalescer = Coalescer(submit, linger=linger)
+
+    async def caller(n: int) -> None:
+        for i in range(rounds):
+            assert await coalescer.decide(SimpleNamespace(id=f"{n}-{i}")) == f"{n}-{i}"
+            await asyncio.sleep(0.0003 * n)  # writing the answer, the caller's turn: not all back at once
+
+    async def main():  # noqa: ANN202
+        await asyncio.gather(*(caller(n) for n in range(callers)))
+
+    asyncio.run(main())
+    assert sum(sizes) == callers * rounds
+    return sizes[5:]  # past the start, when the callers first meet
+
+
+def test_callers_that_ask_again_at_once_are_decided_in_one_group_not_two_that_take_turns():
+    alone = _closed_loop_groups(linger=0.0)
+    waited = _closed_loop_groups(linger=0.05)
+    full = sum(size == 8 for size in waited) / len(waited)
+    assert full >= 0.8, waited  # the answered callers are waited for: the whole pool is one group
+    assert sum(size == 8 for size in alone) / len(alone) < 0.5, alone  # without: cohorts that take turns
+    assert len(waited) < len(alone)
+
+
+def test_a_request_after_the_wait_is_taken_at_once_and_the_wait_never_outlasts_the_last_group():
+    took: list[float] = []
+
+    def submit(events):  # noqa: ANN001, ANN202
+        threading.Event().wait(0.1)  # each group takes 100 ms to decide
+        return [e.id for e in events]
+
+    coalescer = Coalescer(submit, linger=10.0)  # a linger far longer than any group takes
+
+    async def timed(event_id: str) -> str:
+        started = asyncio.get_running_loop().time()
+        result = await coalescer.decide(SimpleNamespace(id=event_id))
+        took.append(asyncio.get_running_loop().time() - started)
+        return result
+
+    async def main():  # noqa: ANN202
+        first = await asyncio.gather(*(timed(f"a{i}") for i in range(4)))  # 4 answered: 4 expected back
+        alone = await timed("b")  # only 1 comes: it waits at most as long as the last group took (100 ms)
+        await asyncio.sleep(0.3)  # past that wait: a request now is taken at once
+        return first, alone, await timed("c")
+
+    assert asyncio.run(main()) == (["a0", "a1", "a2", "a3"], "b", "c")
+    assert took[4] < 0.1 + 0.1 + 0.08, took  # its own submit, and a wait cut at the last group's 100 ms
+    assert took[5] < 0.1 + 0.08, took  # no wait at all

@@ -17,12 +17,20 @@ which takes the next group as soon as it has answered the last: requests queue f
 hands each group's outcomes back to the event loop in one callback. It never waits for the event loop to
 give it work (with the loop handing each group over, the thread sat idle between groups while the loop
 parsed requests and wrote answers: docs/hardening.md, Load).
+
+A caller with a pool of connections (the platform's backend) asks again as soon as it is answered. Taking
+whatever has queued the moment a group is answered splits such callers into two cohorts that take turns
+(with 8 connections: groups of 2 and 6, each paying a submit's fixed cost). So after answering a group the
+thread waits, briefly, for the callers it just answered to come back: until as many requests are queued as
+were queued then plus the group it answered, or at most `linger` seconds (and never longer than that group
+took to decide) after the answer. A request arriving once that has passed, as at idle, is taken at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -50,13 +58,16 @@ class Coalescer:
     IDLE_SECONDS = 30.0
 
     def __init__(self, submit: Callable[[Sequence[Any]], list[Any]], max_batch: int = 256,
-                 admit: Callable[[set[str]], dict[str, Exception]] | None = None) -> None:
+                 admit: Callable[[set[str]], dict[str, Exception]] | None = None, linger: float = 0.003) -> None:
         self.submit = submit
         self.admit = admit
         self.max_batch = max_batch
+        self.linger = linger
         self._queue: deque[_Waiting] = deque()
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
+        # after the last group was answered: how many requests to wait for, and until when (monotonic)
+        self._expect, self._until = 0, 0.0
 
     async def decide(self, event: Any, key: str | None = None) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -76,8 +87,14 @@ class Coalescer:
                     while not self._queue:
                         if not self._ready.wait(self.IDLE_SECONDS) and not self._queue:
                             return  # idle: the next request starts another (nothing holds on to us)
+                    self._await_callers()
                     group = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+                started = time.monotonic()
                 self._send_back(group, self._decide(group))
+                answered = time.monotonic()
+                with self._ready:  # the callers answered may come back: wait for them (module doc)
+                    self._expect = min(self.max_batch, len(self._queue) + len(group))
+                    self._until = answered + min(self.linger, answered - started)
                 group = []
         except BaseException as exc:  # the thread itself is going (not an event's error): fail its requests
             error = exc if isinstance(exc, Exception) else RuntimeError(f"the deciding thread stopped: {exc!r}")
@@ -88,6 +105,12 @@ class Coalescer:
                 self._thread = None
                 if self._queue:  # arrived as this thread went: another takes them
                     self._start()
+
+    def _await_callers(self) -> None:
+        """Holding `_ready`, with a request queued: until the callers of the last group are back, or its
+        deadline (module doc)."""
+        while len(self._queue) < self._expect and (left := self._until - time.monotonic()) > 0:
+            self._ready.wait(left)
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="cc-decide", daemon=True)

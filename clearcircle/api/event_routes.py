@@ -79,7 +79,7 @@ class EventRoutes:
         self.stream = stream
         self.roles = roles  # the roles these routes admit
         self.coalescer = Coalescer(lambda events: service.pipeline.submit(events),  # late-bound: the live pipeline
-                                   admit=self._refusals)
+                                   admit=self._refusals, linger=service.settings.coalesce_linger_ms / 1000)
 
     def _refusals(self, keys: set[str]) -> dict[str, Exception]:
         """The keys of a group of single events refused (api/coalesce.py), each with its 401 or 403."""
