@@ -310,3 +310,17 @@ def test_quotas_command_shows_the_push_quota(sqlite_url, tmp_path):
     assert run("quotas", "nobody", "--db", sqlite_url).exit_code == 1
     bad = run("quotas", "svc-acct", "--at", "yesterday", "--db", sqlite_url)
     assert bad.exit_code == 2 and "RFC 3339" in bad.output
+
+
+@pytest.mark.parametrize(("variable", "value", "command"), [
+    ("CLEARCIRCLE_COALESCE_LINGER_MS", "-1", ["db", "upgrade"]),
+    ("CLEARCIRCLE_RATE_LIMIT_PER_S", "fast", ["serve", "--port", "1"]),
+    ("CLEARCIRCLE_MAX_BATCH", "many", ["audit", "verify"]),
+])
+def test_a_bad_setting_in_the_environment_is_a_message_naming_it(variable, value, command, monkeypatch, sqlite_url):
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setenv("CLEARCIRCLE_DB_URL", sqlite_url)
+    result = run(*command)
+    no_traceback(result)
+    assert result.exit_code == 2
+    assert f"{variable}='{value}'" in flat(result.output)

@@ -15,8 +15,7 @@ import yaml
 from rich.table import Table
 from rich.text import Text
 
-from clearcircle.cli.common import DbOpt, actor, console, err, fail, open_store, when
-from clearcircle.config import Settings
+from clearcircle.cli.common import DbOpt, actor, console, environment_settings, err, fail, open_store, when
 from clearcircle.policy.campaigns import CampaignError, campaign_status, parse_campaign
 from clearcircle.policy.pack import PackError, builtin_pack_path, load_pack
 from clearcircle.signals.registry import load_builtin_signals
@@ -37,7 +36,7 @@ def load_cmd(file: Annotated[Path, typer.Argument(metavar="CAMPAIGN.yaml")], db:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise fail(f"{file}: not valid YAML: {exc}") from None
     try:
-        loaded = load_pack(pack or Settings().pack or builtin_pack_path())
+        loaded = load_pack(pack or environment_settings().pack or builtin_pack_path())
     except PackError as exc:
         raise fail(f"invalid policy pack:\n{exc}") from None
     try:

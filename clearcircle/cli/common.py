@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.text import Text
 
@@ -35,9 +36,19 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def environment_settings() -> Settings:
+    """Settings from the environment; a bad CLEARCIRCLE_* value is a message naming it and exit 2."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"CLEARCIRCLE_{'_'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {e['msg']}"
+                             for e in exc.errors())
+        raise fail(f"bad setting in the environment: {problems}") from None
+
+
 def settings_for(db: str | None = None, pack: Path | None = None) -> Settings:
     """Settings from the environment, with --db and --pack on top."""
-    settings = Settings()
+    settings = environment_settings()
     if db:
         settings.db_url = db
     if pack:
@@ -72,8 +83,9 @@ def actor() -> str:
 
 def open_store(db: str | None) -> Store:
     """The store at --db (default from settings), migrated; a failure is a message and exit 2."""
+    url = db or environment_settings().db_url
     try:
-        store = Store(db or Settings().db_url)
+        store = Store(url)
         store.upgrade()
     except Exception as exc:
         raise fail(f"cannot open the store: {exc.__class__.__name__}: {exc}") from None

@@ -363,8 +363,9 @@ def audit_verify(db: DbOpt = None) -> None:
 @db_app.command("upgrade")
 def db_upgrade(db: DbOpt = None) -> None:
     """Create or migrate the schema to the newest revision."""
+    url = settings_for(db).db_url
     try:
-        store = Store(settings_for(db).db_url)
+        store = Store(url)
         store.upgrade()
     except Exception as exc:
         raise fail(f"upgrade failed: {exc.__class__.__name__}: {exc}") from None
