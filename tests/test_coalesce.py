@@ -137,14 +137,15 @@ def test_a_thread_that_dies_fails_its_requests_and_the_next_request_gets_a_new_o
     assert asyncio.run(coalescer.decide(SimpleNamespace(id="after"))) == "decided after"
 
 
-def _closed_loop_groups(linger: float, callers: int = 8, rounds: int = 60) -> list[int]:
+def _closed_loop_groups(linger: float, callers: int = 8, rounds: int = 30) -> list[int]:
     """Group sizes when `callers` callers each ask again as soon as they are answered (a backend's pool of
-    connections) after a short time of its own, with a submit that takes ~2 ms plus a little per event."""
+    connections) after a time of its own (0-7 ms), with a submit that takes ~30 ms (the wait is capped by
+    it: room for the callers to come back on a loaded machine)."""
     sizes: list[int] = []
 
     def submit(events):  # noqa: ANN001, ANN202
         sizes.append(len(events))
-        threading.Event().wait(0.002 + 0.0002 * len(events))
+        threading.Event().wait(0.03 + 0.001 * len(events))
         return [e.id for e in events]
 
     coalescer = Coalescer(submit, linger=linger)
@@ -152,19 +153,19 @@ def _closed_loop_groups(linger: float, callers: int = 8, rounds: int = 60) -> li
     async def caller(n: int) -> None:
         for i in range(rounds):
             assert await coalescer.decide(SimpleNamespace(id=f"{n}-{i}")) == f"{n}-{i}"
-            await asyncio.sleep(0.0003 * n)  # writing the answer, the caller's turn: not all back at once
+            await asyncio.sleep(0.001 * n)  # writing the answer, the caller's turn: not all back at once
 
     async def main():  # noqa: ANN202
         await asyncio.gather(*(caller(n) for n in range(callers)))
 
     asyncio.run(main())
     assert sum(sizes) == callers * rounds
-    return sizes[5:]  # past the start, when the callers first meet
+    return sizes[3:]  # past the start, when the callers first meet
 
 
 def test_callers_that_ask_again_at_once_are_decided_in_one_group_not_two_that_take_turns():
     alone = _closed_loop_groups(linger=0.0)
-    waited = _closed_loop_groups(linger=0.05)
+    waited = _closed_loop_groups(linger=0.1)
     full = sum(size == 8 for size in waited) / len(waited)
     assert full >= 0.8, waited  # the answered callers are waited for: the whole pool is one group
     assert sum(size == 8 for size in alone) / len(alone) < 0.5, alone  # without: cohorts that take turns
@@ -193,5 +194,5 @@ def test_a_request_after_the_wait_is_taken_at_once_and_the_wait_never_outlasts_t
         return first, alone, await timed("c")
 
     assert asyncio.run(main()) == (["a0", "a1", "a2", "a3"], "b", "c")
-    assert took[4] < 0.1 + 0.1 + 0.08, took  # its own submit, and a wait cut at the last group's 100 ms
-    assert took[5] < 0.1 + 0.08, took  # no wait at all
+    assert took[4] < 0.1 + 0.1 + 0.12, took  # its own submit, and a wait cut at the last group's 100 ms
+    assert took[5] < 0.1 + 0.12, took  # no wait at all

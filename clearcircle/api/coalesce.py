@@ -90,11 +90,12 @@ class Coalescer:
                     self._await_callers()
                     group = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
                 started = time.monotonic()
-                self._send_back(group, self._decide(group))
-                answered = time.monotonic()
-                with self._ready:  # the callers answered may come back: wait for them (module doc)
+                outcomes = self._decide(group)
+                with self._ready:  # the callers about to be answered may come back: wait for them (module doc)
+                    answered = time.monotonic()  # counted before they are answered: none of them is queued yet
                     self._expect = min(self.max_batch, len(self._queue) + len(group))
                     self._until = answered + min(self.linger, answered - started)
+                self._send_back(group, outcomes)
                 group = []
         except BaseException as exc:  # the thread itself is going (not an event's error): fail its requests
             error = exc if isinstance(exc, Exception) else RuntimeError(f"the deciding thread stopped: {exc!r}")
