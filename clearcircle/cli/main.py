@@ -98,9 +98,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000, db: DbOpt = None, pack: Pac
         except StreamError as exc:
             raise fail(str(exc)) from None
         os.environ["CLEARCIRCLE_STREAM_URL"] = stream  # read by the settings, here and in every worker
+    settings = settings_for(db, pack)  # a bad CLEARCIRCLE_* value: a message, before logging is set up
     configure_logging(log_level)  # JSON lines with the event id (clearcircle/obs/logs.py)
 
-    service = service_for(db, pack)
+    service = open_service_or_fail(settings)
     if not service.store.list_keys():
         key, secret = service.store.create_key("admin", "bootstrap")
         path = Path("clearcircle-admin.key")
