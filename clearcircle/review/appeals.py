@@ -70,6 +70,7 @@ def appealed_actions(conn: Connection, event_id: str, account: str) -> list[dict
     if decision is not None:
         changes = decision.get("actions", [])
     else:
+        # NOT_DECISION adds nothing to kind == state_change, but lets the planner use ix_audit_subject
         payloads = conn.execute(select(t.audit.c.payload).where(t.audit.c.kind == "state_change", t.NOT_DECISION,
                                                                 t.audit.c.subject == account)).scalars()
         changes = [c for c in map(orjson.loads, payloads) if c.get("event_id") == event_id]
