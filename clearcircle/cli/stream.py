@@ -156,7 +156,8 @@ def worker_cmd(
             client.close()
             raise typer.Exit(0)
         me = worker_id()
-        source = RedisSource(client, address, count, lease_ms=int(claim_timeout * 1000), consumer=me)  # joins
+        source = RedisSource(client, address, count, lease_ms=int(claim_timeout * 1000), consumer=me,
+                             unit=batch)  # joins
         if webhook and secret is not None:
             deliverer = WebhookDeliverer(client, address, webhook, secret, me, claim_ms=int(claim_timeout * 1000),
                                          max_attempts=webhook_attempts)

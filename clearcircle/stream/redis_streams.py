@@ -11,14 +11,18 @@ Keys of a stream NAME (one Redis server, not Redis Cluster):
                      channel `NAME:progress` each time one rises, which wakes the workers waiting for it);
 - `NAME:lease:{i}`   the worker that owns partition i (SET NX PX, renewed; expires when its worker dies);
 - `NAME:workers`     live workers: a sorted set of worker id -> heartbeat expiry (Redis server time, ms);
+- `NAME:plan`        who should own which partition (assign.py), written by the first live worker from the
+                     partitions' backlog, expiring with its writer;
 - `NAME:decisions`   decisions out (sinks.RedisDecisionStream); `NAME:dead`: entries that are not events.
 
-Each live worker wants the partitions i with i % n == k (n live workers sorted by id, k its rank): a fair
-share, and one that moves when a worker joins or dies. A worker gives up a partition only between batches,
+Each live worker wants the partitions the plan gives it: an even share of the backlog (assign.py), or, with
+no plan for the workers it sees alive, the partitions i with i % n == k (n live workers sorted by id, k its
+rank). Either moves when a worker joins or dies. A worker gives up a partition only between batches,
 and takes one only once its lease is free; on taking it, it claims the partition's pending entries
 (XAUTOCLAIM) and decides them before anything new, so a partition is always decided in stream order. Every
 read checks the lease in the same atomic step (`_READ`): a worker paused past its lease reads nothing more
-once it wakes, so all it can still decide is what the new owner claimed and decides first.
+once it wakes, so all it can still decide is what the new owner claimed and decides first. Each owner trims
+its partitions to the oldest entry the group still needs (`_TRIM`): decided events do not stay in memory.
 """
 
 from __future__ import annotations
@@ -36,10 +40,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from clearcircle.stream.assign import Plan, balance, even_share
 from clearcircle.stream.base import Batch, Entry, StreamError
 from clearcircle.stream.exact import Progress, needed, seq_of, walk
 
@@ -52,6 +58,7 @@ FIELD = b"e"  # the event JSON in a partition entry
 WAITS = b"w"  # exact streams: the other partitions an event waits for, "3,9"
 BARRIER = b"b"  # exact streams: a barrier's event's partition
 ORDERINGS = ("account", "exact")
+REBALANCE_S = 0.25  # between batches, at most this often: follow the plan, take partitions handed over
 WAIT_S = 0.05  # an exact worker whose every partition waits looks again after this, or when woken sooner
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 
@@ -112,6 +119,55 @@ for i = 1, n do
     end
     out[i] = {1, rows, top}
   end
+end
+return out
+"""
+_BEFORE = """
+local function before(a, b)  -- stream ids MS-SEQ: a < b
+  local am, as = string.match(a, '(%d+)-(%d+)')
+  local bm, bs = string.match(b, '(%d+)-(%d+)')
+  if tonumber(am) ~= tonumber(bm) then return tonumber(am) < tonumber(bm) end
+  return tonumber(as) < tonumber(bs)
+end
+"""
+# KEYS: partition streams. Removes the entries before the oldest one a consumer group still needs: its oldest
+# pending entry, else its last delivered one (kept, as where the group stands). Approximate (`~`): whole nodes
+# of the stream, which is cheap. Returns how many entries went.
+_TRIM = _BEFORE + """
+local removed = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    local floor = nil
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+      local f = {}
+      for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+      local need = f['last-delivered-id']
+      local pending = redis.call('XPENDING', key, f['name'])
+      if pending[1] > 0 then need = pending[2] end
+      if floor == nil or before(need, floor) then floor = need end
+    end
+    if floor ~= nil and floor ~= '0-0' then
+      removed = removed + redis.call('XTRIM', key, 'MINID', '~', floor)
+    end
+  end
+end
+return removed
+"""
+# KEYS: partition streams; ARGV[1]: group. For each: the entries not yet decided (the group's lag, i.e. not
+# yet delivered, plus its pending ones); the stream's length where the lag is not known.
+_BACKLOG = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local n = 0
+  if redis.call('EXISTS', key) == 1 then
+    n = redis.call('XLEN', key)
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+      local f = {}
+      for j = 1, #g, 2 do f[g[j]] = g[j + 1] end
+      if f['name'] == ARGV[1] and f['lag'] then n = f['lag'] + f['pending'] end
+    end
+  end
+  out[i] = n
 end
 return out
 """
@@ -337,10 +393,11 @@ class RedisSource:
     """An EventSource over the partition streams, with leases and a heartbeat thread (see the module doc).
 
     `lease_ms` is the claim timeout: a dead worker's partitions (and their pending entries) are taken over
-    by another worker at most about that long after its last heartbeat."""
+    by another worker at most about that long after its last heartbeat. `unit` is the backlog, in events,
+    worth moving a partition for (`assign.balance`; the worker's batch size)."""
 
     def __init__(self, client: redis.Redis, address: StreamAddress, partitions: int, lease_ms: int = 30_000,
-                 consumer: str | None = None) -> None:
+                 consumer: str | None = None, unit: int = 500) -> None:
         self.client = client
         self.address = address
         self.partitions = partitions
@@ -353,6 +410,8 @@ class RedisSource:
         self._last: dict[int, str] = {}  # exact: the last pending entry read, by partition
         self._lost: set[int] = set()  # leases the heartbeat or a read found taken or expired
         self._live: list[str] = [self.me]
+        self._plan: Plan | None = None  # the plan for the live workers this worker sees, if there is one
+        self.unit = unit
         self._next_rebalance = 0.0
         self._interval = max(0.05, min(1.0, lease_ms / 6000))
         self._stop = threading.Event()
@@ -362,6 +421,8 @@ class RedisSource:
         self._progress = client.register_script(_PROGRESS)
         self._advance = client.register_script(_ADVANCE)
         self._read_script = client.register_script(_READ)
+        self._trim = client.register_script(_TRIM)
+        self._backlog = client.register_script(_BACKLOG)
         self._wake = None
         if self.exact:  # its own connection: a waiting worker blocks on it, not on a poll loop
             self._wake = client.pubsub(ignore_subscribe_messages=True)
@@ -375,14 +436,16 @@ class RedisSource:
         return f"{self.address.name}:lease:{i}"
 
     def _beat(self) -> None:
-        """Announce this worker, forget dead ones, renew this worker's leases (noting any it lost)."""
+        """Announce this worker, forget dead ones, renew this worker's leases (noting any it lost), trim the
+        partitions it owns, and follow (or, as the first live worker, make) the plan."""
         key = f"{self.address.name}:workers"
         now = server_ms(self.client)
         pipe = self.client.pipeline(transaction=False)
         pipe.zadd(key, {self.me: now + self.lease_ms})
         pipe.zremrangebyscore(key, "-inf", now)
         pipe.zrangebyscore(key, now, "+inf")
-        live = pipe.execute()[2]
+        pipe.get(self._plan_key)
+        _added, _removed, live, stored = pipe.execute()
         self._live = sorted(w.decode() for w in live)
         with self._lock:
             owned = sorted(self.owned)
@@ -390,6 +453,40 @@ class RedisSource:
             kept = self._renew(keys=[self._lease(i) for i in owned], args=[self.me, self.lease_ms])
             with self._lock:
                 self._lost.update(i for i, ok in zip(owned, kept, strict=True) if not ok)
+            self._trim(keys=[self.address.partition_key(i) for i, ok in zip(owned, kept, strict=True) if ok])
+        self._plan = self._follow(stored)
+
+    @property
+    def _plan_key(self) -> str:
+        return f"{self.address.name}:plan"
+
+    def _follow(self, stored: bytes | None, make: bool = True) -> Plan | None:
+        """The plan to follow: the stored one if it was made for the live workers this worker sees; made
+        afresh (from the partitions' backlog, starting from the stored one) if this is the first of them and
+        `make` (the heartbeat makes it; between batches the first worker keeps the one it made)."""
+        previous: Plan = {}
+        workers: list[str] = []
+        if stored:
+            try:
+                doc = orjson.loads(stored)
+                workers = [str(w) for w in doc["workers"]]
+                previous = {i: str(w) for i, w in enumerate(doc["owners"][: self.partitions])}
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                log.warning("ignoring a malformed partition plan in %s", self._plan_key)
+        if not self._live or self._live[0] != self.me:
+            return previous if workers == self._live and len(previous) == self.partitions else None
+        if not make:
+            return self._plan
+        counts = self._backlog(keys=[self.address.partition_key(i) for i in range(self.partitions)], args=[GROUP])
+        backlog = dict(enumerate(map(int, counts)))
+        plan = balance(self._live, backlog, previous, self.partitions, self.unit)
+        moved = {i: w for i, w in plan.items() if previous.get(i) != w}
+        if previous and moved:
+            log.info("partition plan: %s", ", ".join(f"{i} {previous.get(i)} -> {w} (backlog {backlog[i]})"
+                                                      for i, w in moved.items()))
+        doc = {"workers": self._live, "owners": [plan[i] for i in range(self.partitions)], "made_by": self.me}
+        self.client.set(self._plan_key, orjson.dumps(doc), px=self.lease_ms)
+        return plan
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self._interval):
@@ -405,9 +502,11 @@ class RedisSource:
                 log.warning("lost the lease of partition %d", i)
             self.owned -= self._lost
             self._lost.clear()
+        if self._live and self._live[0] != self.me:  # the first worker's latest plan, without waiting a beat
+            self._plan = self._follow(self.client.get(self._plan_key), make=False)
         live = self._live if self.me in self._live else sorted([*self._live, self.me])
-        rank, n = live.index(self.me), len(live)
-        wanted = {i for i in range(self.partitions) if i % n == rank}
+        plan = self._plan if self._plan is not None and self.me in self._live else even_share(live, self.partitions)
+        wanted = {i for i, w in plan.items() if w == self.me}
         if extra := self.owned - wanted:
             self._give_up(extra)
         for i in sorted(wanted - self.owned):
@@ -441,7 +540,9 @@ class RedisSource:
     def fetch(self, max_events: int, block_ms: int) -> list[Batch]:
         if time.monotonic() >= self._next_rebalance or self._lost:
             self._rebalance()
-            self._next_rebalance = time.monotonic() + self._interval
+            self._next_rebalance = time.monotonic() + min(self._interval, REBALANCE_S)
+        # an idle worker looks again soon: a partition handed to it must not wait out a long block
+        block_ms = max(1, min(block_ms, int((self._next_rebalance - time.monotonic()) * 1000)))
         owned = sorted(self.owned)
         for i in set(self._buffers) - set(owned):  # given up or lost: the new owner reads them again
             del self._buffers[i]
