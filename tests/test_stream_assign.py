@@ -1,7 +1,8 @@
 """Who owns which partition (clearcircle/stream/assign.py) and what stays in a partition stream: the plan
 evens out the workers' backlog, moves as little as it can, keeps every partition with exactly one live worker;
 on a real Redis, two workers split two hot partitions that an even share by count gave to one of them; and
-an owner trims its partitions of what was decided, never of what is pending or unread."""
+an owner trims its partitions of what was decided, never of what is pending or unread; `clearcircle
+stream-status` shows owners, plan, backlog and pending entries, and names what needs a person."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from clearcircle.cli.main import app
 from clearcircle.events.schemas import parse_event_json
 from clearcircle.stream.assign import balance, even_share
 from clearcircle.stream.base import Batch, Entry, route
@@ -200,3 +203,55 @@ def test_an_exact_stream_is_trimmed_too(redis_url: str, ordering: str) -> None:
     finally:
         source.close()
         client.close()
+
+
+# -- clearcircle stream-status -------------------------------------------------------------------------------
+def _status(url: str) -> tuple[int, dict, str]:
+    result = CliRunner().invoke(app, ["stream-status", "--stream", url, "--json"])
+    return result.exit_code, orjson.loads(result.stdout) if result.exit_code == 0 else {}, result.output
+
+
+def test_stream_status_shows_owners_plan_backlog_and_what_needs_a_person(redis_url: str) -> None:
+    base = redis_url.rsplit("/", 1)[0]
+    address = _address(redis_url, "status")
+    client = connect(address)
+    count = open_partitions(client, address, 4)
+    publish(client, address, [(p, b"x") for p in (0, 2) for _ in range(300)] + [(1, b"y")])
+    a = RedisSource(client, address, count, lease_ms=3_000, consumer="a")
+    b = RedisSource(client, address, count, lease_ms=3_000, consumer="b")
+    try:
+        _settle(a, b)
+        a.fetch(50, 10)  # 50 of a's entries delivered, not acknowledged
+        code, doc, _out = _status(f"{base}/status")
+        assert code == 0 and doc["name"] == "status" and doc["ordering"] == "account"
+        parts = {p["partition"]: p for p in doc["partitions"]}
+        assert {i: p["owner"] for i, p in parts.items()} == {i: "a" if i in a.owned else "b" for i in range(4)}
+        assert all(p["planned"] == p["owner"] for p in parts.values()) and doc["plan_by"] == "a"
+        assert [parts[i]["backlog"] for i in range(4)] == [300, 1, 300, 0]  # pending ones are still to decide
+        assert sum(p["pending"] for p in parts.values()) == 50
+        assert [(w["id"], sorted(w["partitions"])) for w in doc["workers"]] == [("a", sorted(a.owned)),
+                                                                               ("b", sorted(b.owned))]
+        assert doc["problems"] == []
+        client.xadd("status:dead", {"entry": "1-0", "reason": "not an event"})
+    finally:
+        a.close()
+        b.close()
+    code, doc, _out = _status(f"{base}/status")  # both left: their partitions have no owner
+    assert code == 0 and doc["workers"] == [] and doc["plan_by"] is None
+    assert any(p.startswith("partition 0: 300 event(s) to decide and no worker owns it") for p in doc["problems"])
+    assert any("1 entry set aside" in p for p in doc["problems"])
+    table = CliRunner().invoke(app, ["stream-status", "--stream", f"{base}/status"])
+    assert table.exit_code == 0 and "no worker owns it" in table.output and "partition" in table.output
+    client.close()
+
+
+@pytest.mark.parametrize(("url", "message"), [("redis://127.0.0.1:1/x", "cannot reach Redis"),
+                                              ("http://nowhere/x", "expected redis://HOST:PORT/NAME")])
+def test_stream_status_of_a_bad_or_unreachable_stream_is_a_message(url: str, message: str) -> None:
+    code, _doc, out = _status(url)
+    assert code == 2 and message in out and "Traceback" not in out
+
+
+def test_stream_status_of_an_unknown_stream_says_so(redis_url: str) -> None:
+    code, _doc, out = _status(redis_url.rsplit("/", 1)[0] + "/never-used")
+    assert code == 2 and "no stream named 'never-used'" in " ".join(out.split())

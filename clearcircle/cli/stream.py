@@ -1,4 +1,5 @@
-"""`clearcircle publish` and `clearcircle worker`: events through Redis Streams to many workers (docs/stream.md)."""
+"""`clearcircle publish`, `worker` and `stream-status`: events through Redis Streams to many workers
+(docs/stream.md)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from array import array
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import redis
 import typer
+from rich.table import Table
 
 from clearcircle.cli.common import DbOpt, PackOpt, console, fail, say, service_for
 from clearcircle.events.schemas import EventError, parse_event_json
@@ -28,6 +31,7 @@ from clearcircle.stream.redis_streams import (
     worker_id,
 )
 from clearcircle.stream.sinks import RedisDecisionStream, WebhookDeliverer
+from clearcircle.stream.status import StreamStatus, read_status
 from clearcircle.stream.worker import Worker
 
 StreamOpt = Annotated[str, typer.Option("--stream", help="redis://HOST:PORT/NAME (NAME: the stream's name)")]
@@ -247,6 +251,56 @@ def _workers(n: int) -> str:
     return f"{n} worker{'s' if n > 1 else ''}"
 
 
+def status_cmd(
+    stream: StreamOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
+) -> None:
+    """Who is working on the stream: live workers, each partition's owner, planned owner, backlog and pending
+    entries, and what needs a person (a partition with a backlog and no live owner...). Reads only."""
+    address = _address(stream)
+    try:
+        client = connect(address)
+    except StreamError as exc:
+        raise fail(str(exc)) from None
+    try:
+        status = read_status(client, address)
+    except StreamError as exc:
+        raise fail(str(exc)) from None
+    except redis.RedisError as exc:
+        raise fail(f"Redis failed while reading the stream: {exc}") from None
+    finally:
+        client.close()
+    if as_json:
+        console.print_json(orjson.dumps(status.to_dict()).decode())
+    else:
+        _print_status(status)
+
+
+def _print_status(status: StreamStatus) -> None:
+    workers = Table(title=f"stream {status.name}: {len(status.workers)} live worker(s), ordering {status.ordering}",
+                    title_justify="left")
+    for col in ("worker", "heartbeat left", "partitions", "backlog"):
+        workers.add_column(col, justify="right" if col != "worker" else "left")
+    for w in status.workers:
+        workers.add_row(w.id, f"{w.heartbeat_left_ms / 1000:.1f} s", ",".join(map(str, w.partitions)) or "-",
+                        f"{w.backlog:,}")
+    console.print(workers)
+    plan = f"plan by {status.plan_by}" if status.plan_by else "no plan in force: shared by i % n"
+    parts = Table(title=f"{len(status.partitions)} partitions, {status.backlog:,} event(s) to decide ({plan})",
+                  title_justify="left")
+    for col in ("partition", "owner", "planned", "backlog", "pending", "kept in Redis"):
+        parts.add_column(col, justify="left" if col in ("owner", "planned") else "right")
+    for p in status.partitions:
+        parts.add_row(str(p.partition), p.owner or "-", p.planned or "-", f"{p.backlog:,}", f"{p.pending:,}",
+                      f"{p.kept:,}")
+    console.print(parts)
+    console.print(f"decisions stream: {status.decisions:,} kept; set aside as not events: {status.dead:,}",
+                  highlight=False)
+    for problem in status.problems:
+        say(("problem:", "yellow"), problem, console)
+
+
 def register(app: typer.Typer) -> None:
     app.command("publish")(publish_cmd)
     app.command("worker")(worker_cmd)
+    app.command("stream-status")(status_cmd)

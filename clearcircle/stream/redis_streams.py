@@ -378,6 +378,12 @@ def _exact_entry(entry_id: bytes, fields: dict[bytes, bytes] | None) -> Entry:
                  int(barrier) if barrier is not None else None)
 
 
+def backlog_of(client: redis.Redis, address: StreamAddress, partitions: int) -> dict[int, int]:
+    """Each partition's events not yet decided: not delivered to the group yet, or delivered and pending."""
+    keys = [address.partition_key(i) for i in range(partitions)]
+    return dict(enumerate(map(int, client.register_script(_BACKLOG)(keys=keys, args=[GROUP]))))
+
+
 def server_ms(client: redis.Redis) -> int:
     """Redis server time: one clock for every worker's heartbeat, whatever machine it runs on."""
     seconds, micros = client.time()
@@ -422,7 +428,6 @@ class RedisSource:
         self._advance = client.register_script(_ADVANCE)
         self._read_script = client.register_script(_READ)
         self._trim = client.register_script(_TRIM)
-        self._backlog = client.register_script(_BACKLOG)
         self._wake = None
         if self.exact:  # its own connection: a waiting worker blocks on it, not on a poll loop
             self._wake = client.pubsub(ignore_subscribe_messages=True)
@@ -477,8 +482,7 @@ class RedisSource:
             return previous if workers == self._live and len(previous) == self.partitions else None
         if not make:
             return self._plan
-        counts = self._backlog(keys=[self.address.partition_key(i) for i in range(self.partitions)], args=[GROUP])
-        backlog = dict(enumerate(map(int, counts)))
+        backlog = backlog_of(self.client, self.address, self.partitions)
         plan = balance(self._live, backlog, previous, self.partitions, self.unit)
         moved = {i: w for i, w in plan.items() if previous.get(i) != w}
         if previous and moved:
