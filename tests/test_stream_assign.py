@@ -6,6 +6,7 @@ stream-status` shows owners, plan, backlog and pending entries, and names what n
 
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter
 
@@ -74,6 +75,20 @@ def test_a_dead_workers_partitions_go_to_the_live_ones_and_the_rest_stay() -> No
     assert set(plan.values()) == {"a", "c"}
     assert all(plan[i] == w for i, w in previous.items() if w != "b")  # 3 + 3 kept, b's 3 shared 2 / 1
     assert sorted(Counter(plan.values()).values()) == [4, 5]
+
+
+def test_thousands_of_partitions_on_one_worker_are_spread_over_a_hundred() -> None:
+    """The largest stream (4,096 partitions) all on one worker when 99 join: every worker ends with a share,
+    and the busiest is within one of its own partitions (plus a unit) of the least busy."""
+    rnd = random.Random(7)
+    workers = [f"w{k:03d}" for k in range(100)]
+    backlog = {i: rnd.randint(0, 5_000) for i in range(4_096)}
+    plan = balance(workers, backlog, dict.fromkeys(range(4_096), "w000"), 4_096, UNIT)
+    load = _loads(plan, backlog)
+    heavy = max(workers, key=lambda w: load[w])
+    lightest = min(load[w] for w in workers)
+    smallest = min(backlog[i] + UNIT for i, w in plan.items() if w == heavy)
+    assert len(set(plan.values())) == 100 and load[heavy] - lightest < smallest + UNIT
 
 
 @settings(max_examples=300, deadline=None)

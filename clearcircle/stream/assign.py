@@ -13,6 +13,7 @@ drained sits idle while the other still has a queue.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
 
 Plan = dict[int, str]  # partition -> worker id
@@ -49,36 +50,56 @@ def balance(workers: Sequence[str], backlog: Mapping[int, int], previous: Mappin
         w = min(live, key=lambda w: (load[w], rank[w]))
         plan[i] = w
         load[w] += weight[i]
+    held = {w: sorted((weight[i], i) for i, o in plan.items() if o == w) for w in live}
     for _step in range(partitions * len(live)):  # each change strictly lowers the sum of squared loads
         heavy = max(live, key=lambda w: (load[w], -rank[w]))
         light = min(live, key=lambda w: (load[w], rank[w]))
-        change = _best_change(plan, weight, heavy, light, load[heavy] - load[light])
+        gap = load[heavy] - load[light]
+        change = _move(held[heavy], gap, unit) or _swap(held[heavy], held[light], gap, unit)
         if change is None:
             break
-        shift, give, take = change
-        if load[heavy] - max(load[heavy] - shift, load[light] + shift) < unit:
-            break
-        plan[give] = light
+        give, take = change
+        _hand(held, plan, give, heavy, light)
+        shift = give[0]
         if take is not None:
-            plan[take] = heavy
+            _hand(held, plan, take, light, heavy)
+            shift -= take[0]
         load[heavy] -= shift
         load[light] += shift
     return dict(sorted(plan.items()))
 
 
-def _best_change(plan: Plan, weight: Mapping[int, int], heavy: str, light: str,
-                 gap: int) -> tuple[int, int, int | None] | None:
-    """(load shifted, partition heavy gives, partition light gives back or None) that brings the two
-    nearest to even, among the changes that shift less than the gap (so the pair's maximum falls); a move
-    before a swap when both do as well."""
-    mine = sorted(i for i, w in plan.items() if w == heavy)
-    theirs = sorted(i for i, w in plan.items() if w == light)
-    best: tuple[tuple[int, int, int, int], tuple[int, int, int | None]] | None = None
+Held = list[tuple[int, int]]  # a worker's partitions as (weight, partition), sorted
+
+
+def _gain(shift: int, gap: int) -> int:
+    """How much lower the busier of two workers `gap` apart ends up when `shift` moves to the other."""
+    return min(shift, gap - shift) if 0 < shift < gap else 0
+
+
+def _move(mine: Held, gap: int, unit: int) -> tuple[tuple[int, int], None] | None:
+    """The partition whose move evens the pair out best (its weight nearest half the gap), if that helps by
+    `unit`."""
+    k = bisect.bisect_left(mine, (gap // 2, -1))
+    best = max(mine[max(0, k - 1): k + 1], key=lambda wi: (_gain(wi[0], gap), -wi[1]), default=None)
+    return (best, None) if best is not None and _gain(best[0], gap) >= unit else None
+
+
+def _swap(mine: Held, theirs: Held, gap: int, unit: int) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The exchange of one partition each that evens the pair out best, if that helps by `unit` (needed when
+    every partition outweighs the gap: two workers with eight partitions each). For each of the busier
+    worker's partitions only the other's two nearest to the ideal weight are looked at: O(n log n)."""
+    best: tuple[tuple[int, int, int], tuple[tuple[int, int], tuple[int, int]]] | None = None
     for give in mine:
-        for take in [None, *theirs]:
-            shift = weight[give] - (weight[take] if take is not None else 0)
-            if 0 < shift < gap:
-                key = (abs(gap - 2 * shift), take is not None, give, -1 if take is None else take)
-                if best is None or key < best[0]:
-                    best = (key, (shift, give, take))
-    return None if best is None else best[1]
+        k = bisect.bisect_left(theirs, (give[0] - gap // 2, -1))
+        for take in theirs[max(0, k - 1): k + 1]:
+            key = (-_gain(give[0] - take[0], gap), give[1], take[1])
+            if best is None or key < best[0]:
+                best = (key, (give, take))
+    return best[1] if best is not None and -best[0][0] >= unit else None
+
+
+def _hand(held: dict[str, Held], plan: Plan, part: tuple[int, int], old: str, new: str) -> None:
+    held[old].pop(bisect.bisect_left(held[old], part))
+    bisect.insort(held[new], part)
+    plan[part[1]] = new
