@@ -35,9 +35,9 @@ def test_bench_stream_prints_the_three_figures_and_the_targets(postgres_server: 
     out = result.output
     assert "events: 300" in out and f"ordering: {ordering}" in out and "rounds: 2" in out
     rounds = re.findall(r"^round (\d): replay [\d,]+, 1 worker [\d,]+, 2 workers [\d,]+ events/s  "
-                        r"\(2 workers / 1: \d+\.\d\d\)$", out, re.M)
+                        r"\(2 workers / 1: \d+\.\d\d\d\)$", out, re.M)
     assert rounds == ["1", "2"] and "median of 2 rounds:" in out
-    assert re.search(r"^2 workers / 1 worker, the median of each round's own ratio: \d+\.\d\d$", out, re.M)
+    assert re.search(r"^2 workers / 1 worker, the median of each round's own ratio: \d+\.\d\d\d$", out, re.M)
     for label in ("replay, 1 process", "stream, 1 worker", "stream, 2 workers"):
         assert _rate(out, label) > 0
     assert out.count("(CPU an event: workers") == 2  # each stream run says what its events cost
