@@ -33,10 +33,10 @@ def balance(workers: Sequence[str], backlog: Mapping[int, int], previous: Mappin
     Each partition weighs its backlog plus `unit` (a batch's worth of events), so that with no backlog the
     share is even by count, and a change is worth making only if it lowers the busier worker's load by at
     least `unit` (it costs a hand-over). Start from `previous` for the partitions whose owner is alive; give
-    the others, heaviest first, to the lightest worker; then, while it helps by `unit`, move a partition from
-    the heaviest worker to the lightest, or swap one of each, whichever evens the two out best (a swap
-    is needed when every partition outweighs the gap: two workers with eight partitions each). Deterministic:
-    every worker computing it from the same figures gets the same plan."""
+    the others, heaviest first, to the lightest worker; then, from the heaviest worker to the lightest, move
+    the partition that evens the two out best if that helps by `unit`, else swap the pair that does (needed
+    when every partition outweighs the gap: two workers with eight partitions each), until neither helps.
+    Deterministic: every worker computing it from the same figures gets the same plan."""
     live = sorted(set(workers))
     if not live:
         return {}
