@@ -130,17 +130,26 @@ local function before(a, b)  -- stream ids MS-SEQ: a < b
   return tonumber(as) < tonumber(bs)
 end
 """
+_GROUPS = """
+local function groups(key)  -- XINFO GROUPS of an existing stream, each group as a table of its fields
+  local out = {}
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+    local f = {}
+    for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+    out[#out + 1] = f
+  end
+  return out
+end
+"""
 # KEYS: partition streams. Removes the entries before the oldest one a consumer group still needs: its oldest
 # pending entry, else its last delivered one (kept, as where the group stands). Approximate (`~`): whole nodes
 # of the stream, which is cheap. Returns how many entries went.
-_TRIM = _BEFORE + """
+_TRIM = _BEFORE + _GROUPS + """
 local removed = 0
 for _, key in ipairs(KEYS) do
   if redis.call('EXISTS', key) == 1 then
     local floor = nil
-    for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
-      local f = {}
-      for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+    for _, f in ipairs(groups(key)) do
       local need = f['last-delivered-id']
       local pending = redis.call('XPENDING', key, f['name'])
       if pending[1] > 0 then need = pending[2] end
@@ -155,15 +164,13 @@ return removed
 """
 # KEYS: partition streams; ARGV[1]: group. For each: the entries not yet decided (the group's lag, i.e. not
 # yet delivered, plus its pending ones); the stream's length where the lag is not known.
-_BACKLOG = """
+_BACKLOG = _GROUPS + """
 local out = {}
 for i, key in ipairs(KEYS) do
   local n = 0
   if redis.call('EXISTS', key) == 1 then
     n = redis.call('XLEN', key)
-    for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
-      local f = {}
-      for j = 1, #g, 2 do f[g[j]] = g[j + 1] end
+    for _, f in ipairs(groups(key)) do
       if f['name'] == ARGV[1] and f['lag'] then n = f['lag'] + f['pending'] end
     end
   end
@@ -211,9 +218,28 @@ class StreamAddress:
     def partition_key(self, i: int) -> str:
         return f"{self.name}:p{i}"
 
+    def lease_key(self, i: int) -> str:
+        return f"{self.name}:lease:{i}"
+
+    @property
+    def count_key(self) -> str:
+        return f"{self.name}:partitions"
+
+    @property
+    def workers_key(self) -> str:
+        return f"{self.name}:workers"
+
+    @property
+    def plan_key(self) -> str:
+        return f"{self.name}:plan"
+
     @property
     def decisions_key(self) -> str:
         return f"{self.name}:decisions"
+
+    @property
+    def dead_key(self) -> str:
+        return f"{self.name}:dead"
 
 
 def connect(address: StreamAddress) -> redis.Redis:
@@ -251,7 +277,7 @@ def open_partitions(client: redis.Redis, address: StreamAddress, requested: int 
         raise StreamError(f"--partitions must be between 1 and {MAX_PARTITIONS}")
     if ordering is not None and ordering not in ORDERINGS:
         raise StreamError(f"--ordering must be one of {', '.join(ORDERINGS)}")
-    key = f"{address.name}:partitions"
+    key = address.count_key
     legacy = client.exists(key) and not client.exists(f"{address.name}:ordering")
     client.set(f"{address.name}:ordering", "account" if legacy else ordering or "account", nx=True)
     client.set(key, requested or DEFAULT_PARTITIONS, nx=True)
@@ -378,6 +404,37 @@ def _exact_entry(entry_id: bytes, fields: dict[bytes, bytes] | None) -> Entry:
                  int(barrier) if barrier is not None else None)
 
 
+@dataclass(frozen=True)
+class StoredPlan:
+    """`NAME:plan` as its maker wrote it: the live workers it was made for, partition -> worker, the maker."""
+
+    workers: list[str]
+    owners: Plan
+    made_by: str
+
+    def in_force(self, live: list[str], partitions: int) -> bool:
+        """Made for exactly these live workers and covering every partition: followed; otherwise not."""
+        return self.workers == live and len(self.owners) == partitions
+
+    def dumps(self) -> bytes:
+        return orjson.dumps({"workers": self.workers, "owners": [self.owners[i] for i in sorted(self.owners)],
+                             "made_by": self.made_by})
+
+
+def read_plan(stored: bytes | None, partitions: int) -> StoredPlan | None:
+    """The stored plan (its first `partitions` owners), None if there is none; a malformed one is logged and
+    read as none."""
+    if not stored:
+        return None
+    try:
+        doc = orjson.loads(stored)
+        return StoredPlan([str(w) for w in doc["workers"]],
+                          {i: str(w) for i, w in enumerate(doc["owners"][:partitions])}, str(doc["made_by"]))
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        log.warning("ignoring a malformed partition plan: %r", stored[:200])
+        return None
+
+
 def backlog_of(client: redis.Redis, address: StreamAddress, partitions: int) -> dict[int, int]:
     """Each partition's events not yet decided: not delivered to the group yet, or delivered and pending."""
     keys = [address.partition_key(i) for i in range(partitions)]
@@ -437,59 +494,46 @@ class RedisSource:
         self._thread.start()
 
     # -- membership and leases ---------------------------------------------------------------------------
-    def _lease(self, i: int) -> str:
-        return f"{self.address.name}:lease:{i}"
-
     def _beat(self) -> None:
         """Announce this worker, forget dead ones, renew this worker's leases (noting any it lost), trim the
         partitions it owns, and follow (or, as the first live worker, make) the plan."""
-        key = f"{self.address.name}:workers"
+        key = self.address.workers_key
         now = server_ms(self.client)
         pipe = self.client.pipeline(transaction=False)
         pipe.zadd(key, {self.me: now + self.lease_ms})
         pipe.zremrangebyscore(key, "-inf", now)
         pipe.zrangebyscore(key, now, "+inf")
-        pipe.get(self._plan_key)
+        pipe.get(self.address.plan_key)
         _added, _removed, live, stored = pipe.execute()
         self._live = sorted(w.decode() for w in live)
         with self._lock:
             owned = sorted(self.owned)
         if owned:
-            kept = self._renew(keys=[self._lease(i) for i in owned], args=[self.me, self.lease_ms])
+            kept = self._renew(keys=[self.address.lease_key(i) for i in owned], args=[self.me, self.lease_ms])
             with self._lock:
                 self._lost.update(i for i, ok in zip(owned, kept, strict=True) if not ok)
             self._trim(keys=[self.address.partition_key(i) for i, ok in zip(owned, kept, strict=True) if ok])
-        self._plan = self._follow(stored)
+        stored_plan = read_plan(stored, self.partitions)
+        self._plan = self._make_plan(stored_plan) if self._first() else self._in_force(stored_plan)
 
-    @property
-    def _plan_key(self) -> str:
-        return f"{self.address.name}:plan"
+    def _first(self) -> bool:
+        """Whether this worker is the first of the live ones: the one that makes the plan."""
+        return bool(self._live) and self._live[0] == self.me
 
-    def _follow(self, stored: bytes | None, make: bool = True) -> Plan | None:
-        """The plan to follow: the stored one if it was made for the live workers this worker sees; made
-        afresh (from the partitions' backlog, starting from the stored one) if this is the first of them and
-        `make` (the heartbeat makes it; between batches the first worker keeps the one it made)."""
-        previous: Plan = {}
-        workers: list[str] = []
-        if stored:
-            try:
-                doc = orjson.loads(stored)
-                workers = [str(w) for w in doc["workers"]]
-                previous = {i: str(w) for i, w in enumerate(doc["owners"][: self.partitions])}
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                log.warning("ignoring a malformed partition plan in %s", self._plan_key)
-        if not self._live or self._live[0] != self.me:
-            return previous if workers == self._live and len(previous) == self.partitions else None
-        if not make:
-            return self._plan
+    def _in_force(self, stored: StoredPlan | None) -> Plan | None:
+        """The stored plan's owners if it was made for the live workers this worker sees, else None."""
+        return stored.owners if stored is not None and stored.in_force(self._live, self.partitions) else None
+
+    def _make_plan(self, stored: StoredPlan | None) -> Plan:
+        """A plan from the partitions' backlog, starting from the stored one (assign.balance), stored."""
+        previous = stored.owners if stored is not None else {}
         backlog = backlog_of(self.client, self.address, self.partitions)
         plan = balance(self._live, backlog, previous, self.partitions, self.unit)
         moved = {i: w for i, w in plan.items() if previous.get(i) != w}
         if previous and moved:
             log.info("partition plan: %s", ", ".join(f"{i} {previous.get(i)} -> {w} (backlog {backlog[i]})"
                                                       for i, w in moved.items()))
-        doc = {"workers": self._live, "owners": [plan[i] for i in range(self.partitions)], "made_by": self.me}
-        self.client.set(self._plan_key, orjson.dumps(doc), px=self.lease_ms)
+        self.client.set(self.address.plan_key, StoredPlan(self._live, plan, self.me).dumps(), px=self.lease_ms)
         return plan
 
     def _heartbeat(self) -> None:
@@ -506,15 +550,15 @@ class RedisSource:
                 log.warning("lost the lease of partition %d", i)
             self.owned -= self._lost
             self._lost.clear()
-        if self._live and self._live[0] != self.me:  # the first worker's latest plan, without waiting a beat
-            self._plan = self._follow(self.client.get(self._plan_key), make=False)
+        if not self._first():  # the first worker's latest plan, without waiting for a beat
+            self._plan = self._in_force(read_plan(self.client.get(self.address.plan_key), self.partitions))
         live = self._live if self.me in self._live else sorted([*self._live, self.me])
         plan = self._plan if self._plan is not None and self.me in self._live else even_share(live, self.partitions)
         wanted = {i for i, w in plan.items() if w == self.me}
         if extra := self.owned - wanted:
             self._give_up(extra)
         for i in sorted(wanted - self.owned):
-            if self.client.set(self._lease(i), self.me, nx=True, px=self.lease_ms):
+            if self.client.set(self.address.lease_key(i), self.me, nx=True, px=self.lease_ms):
                 self._take(i)
 
     def _take(self, i: int) -> None:
@@ -538,7 +582,7 @@ class RedisSource:
     def _give_up(self, partitions: set[int]) -> None:
         with self._lock:
             self.owned -= partitions
-        self._release(keys=[self._lease(i) for i in sorted(partitions)], args=[self.me])
+        self._release(keys=[self.address.lease_key(i) for i in sorted(partitions)], args=[self.me])
 
     # -- EventSource -------------------------------------------------------------------------------------
     def fetch(self, max_events: int, block_ms: int) -> list[Batch]:
@@ -580,7 +624,7 @@ class RedisSource:
     def _read_once(self, positions: dict[int, str],
                    count: int) -> tuple[dict[int, list[tuple[bytes, dict[bytes, bytes] | None]]], dict[str, bytes]]:
         order = list(positions)
-        keys = [self._lease(i) for i in order] + [self.address.partition_key(i) for i in order]
+        keys = [self.address.lease_key(i) for i in order] + [self.address.partition_key(i) for i in order]
         reply = self._read_script(keys=keys, args=[self.me, GROUP, count, *(positions[i] for i in order)])
         got, tops, lost = {}, {}, set()
         for i, part in zip(order, reply, strict=True):
@@ -714,7 +758,7 @@ class RedisSource:
         pipe.execute()
 
     def dead_letter(self, batch: Batch, entry: Entry, reason: str) -> None:
-        self.client.xadd(f"{self.address.name}:dead", {"partition": batch.partition, "entry": entry.id,
+        self.client.xadd(self.address.dead_key, {"partition": batch.partition, "entry": entry.id,
                                                        "data": entry.data, "reason": reason[:2000]})
 
     def close(self) -> None:
@@ -728,7 +772,7 @@ class RedisSource:
         with contextlib.suppress(redis.RedisError):
             if self.owned:
                 self._give_up(set(self.owned))
-            self.client.zrem(f"{self.address.name}:workers", self.me)
+            self.client.zrem(self.address.workers_key, self.me)
             for i in range(self.partitions):  # a consumer with nothing pending is just clutter in XINFO
                 key = self.address.partition_key(i)
                 info = self.client.xpending_range(key, GROUP, "-", "+", 1, consumername=self.me)

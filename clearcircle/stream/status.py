@@ -13,11 +13,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import orjson
 import redis
 
 from clearcircle.stream.base import StreamError
-from clearcircle.stream.redis_streams import GROUP, StreamAddress, backlog_of, ordering_of, server_ms
+from clearcircle.stream.redis_streams import GROUP, StreamAddress, backlog_of, ordering_of, read_plan, server_ms
 
 
 @dataclass(frozen=True)
@@ -60,25 +59,28 @@ class StreamStatus:
 
 def read_status(client: redis.Redis, address: StreamAddress) -> StreamStatus:
     """Everything above in a few round trips; StreamError if there is no such stream on this server."""
-    count = client.get(f"{address.name}:partitions")
+    count = client.get(address.count_key)
     if count is None:
         raise StreamError(f"no stream named {address.name!r} on this Redis (nothing has published to it or "
                           "joined it yet)")
     n = int(count)
     now = server_ms(client)
     pipe = client.pipeline(transaction=False)
-    pipe.zrangebyscore(f"{address.name}:workers", now, "+inf", withscores=True)
-    pipe.get(f"{address.name}:plan")
+    pipe.zrangebyscore(address.workers_key, now, "+inf", withscores=True)
+    pipe.get(address.plan_key)
     for i in range(n):
-        pipe.get(f"{address.name}:lease:{i}")
-        pipe.pttl(f"{address.name}:lease:{i}")
+        pipe.get(address.lease_key(i))
+        pipe.pttl(address.lease_key(i))
         pipe.xlen(address.partition_key(i))
         pipe.xpending(address.partition_key(i), GROUP)
     pipe.xlen(address.decisions_key)
-    pipe.xlen(f"{address.name}:dead")
+    pipe.xlen(address.dead_key)
     reply = pipe.execute(raise_on_error=False)
     live = {w.decode(): int(score) - now for w, score in reply[0]}
-    plan_by, planned = _plan(reply[1], sorted(live), n)
+    plan = read_plan(reply[1], n)
+    if plan is None or not plan.in_force(sorted(live), n):  # workers then share by i % n
+        plan = None
+    planned = plan.owners if plan else {}
     backlog = backlog_of(client, address, n)
     parts = []
     for i in range(n):
@@ -90,22 +92,10 @@ def read_status(client: redis.Redis, address: StreamAddress) -> StreamStatus:
     workers = [WorkerStatus(w, left, [p.partition for p in parts if p.owner == w],
                             sum(p.backlog for p in parts if p.owner == w)) for w, left in sorted(live.items())]
     decisions, dead = (v if isinstance(v, int) else 0 for v in reply[-2:])
-    status = StreamStatus(address.name, ordering_of(client, address), parts, workers, plan_by, decisions, dead)
+    status = StreamStatus(address.name, ordering_of(client, address), parts, workers, plan.made_by if plan else None,
+                          decisions, dead)
     status.problems.extend(_problems(status, set(live)))
     return status
-
-
-def _plan(stored: bytes | None, live: list[str], partitions: int) -> tuple[str | None, dict[int, str]]:
-    """(maker, partition -> worker) of the stored plan if it is in force (made for exactly the live workers)."""
-    if not stored:
-        return None, {}
-    try:
-        doc = orjson.loads(stored)
-        if doc["workers"] != live or len(doc["owners"]) < partitions:
-            return None, {}
-        return str(doc.get("made_by") or live[0]), {i: str(w) for i, w in enumerate(doc["owners"][:partitions])}
-    except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
-        return None, {}
 
 
 def _problems(status: StreamStatus, live: set[str]) -> list[str]:
